@@ -1,0 +1,46 @@
+// File: forkserver/request_validation.h
+// -----------------------------------------------------------------------------
+// Decoding and checking what a client sends, before the server acts on it.
+// Pure functions (no I/O), so the fuzz target drives exactly the code the
+// server runs.
+
+#ifndef FORKSERVER_FORKSERVER_REQUEST_VALIDATION_H_
+#define FORKSERVER_FORKSERVER_REQUEST_VALIDATION_H_
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/wire.pb.h"
+
+namespace forkserver {
+
+// Limits on one request, beyond the packet caps of lib/seqpacket.h.
+inline constexpr size_t kMaxNameBytes = 255;
+inline constexpr size_t kMaxExecStrings = 4096;
+inline constexpr int kMaxChildFdNumber = 1 << 16;
+// An argument passed in a memfd can be this large.
+inline constexpr size_t kMaxMemfdArgBytes = size_t{1} << 30;
+
+// Parses one packet into a ClientMessage whose oneof is set.
+// INVALID_ARGUMENT otherwise.
+absl::StatusOr<wire::ClientMessage> ParseClientMessage(absl::string_view bytes);
+
+// Checks a hello: version 1, no descriptors. FAILED_PRECONDITION for a
+// version we do not speak (the message names both), INVALID_ARGUMENT
+// otherwise.
+absl::Status ValidateHello(const wire::Hello& hello, size_t fd_count);
+
+// Checks a spawn request against the number of descriptors that came with
+// it: a known kind; the fields of that kind and no others; names, paths,
+// arguments and environment entries without NUL bytes and within the
+// limits above; "NAME=value" environment entries; child fd numbers unique,
+// in [0, kMaxChildFdNumber); exactly child_fds (+1 with arg_in_memfd)
+// descriptors. INVALID_ARGUMENT with the reason otherwise.
+absl::Status ValidateSpawnRequest(const wire::SpawnRequest& request,
+                                  size_t fd_count);
+
+}  // namespace forkserver
+
+#endif  // FORKSERVER_FORKSERVER_REQUEST_VALIDATION_H_

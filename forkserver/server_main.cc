@@ -1,0 +1,129 @@
+#include "forkserver/server_main.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "forkserver/listener.h"
+#include "forkserver/server.h"
+#include "forkserver/spawner.h"
+#include "lib/preload.h"
+#include "lib/unique_fd.h"
+
+namespace forkserver {
+namespace {
+
+struct ServeFlags {
+  std::string socket_path;
+  int alive_fd = -1;
+  int ready_fd = -1;
+  bool remove_socket_directory = false;
+};
+
+[[noreturn]] void Die(absl::string_view message) {
+  std::fprintf(stderr, "forkserver[%d]: %.*s\n", ::getpid(),
+               static_cast<int>(message.size()), message.data());
+  std::exit(2);
+}
+
+ServeFlags ParseFlags(int argc, char** argv) {
+  ServeFlags flags;
+  for (int i = 2; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;  // The application's own arguments follow.
+    if (absl::ConsumePrefix(&arg, "--socket=")) {
+      flags.socket_path = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--alive-fd=")) {
+      if (!absl::SimpleAtoi(arg, &flags.alive_fd)) Die("bad --alive-fd");
+    } else if (absl::ConsumePrefix(&arg, "--ready-fd=")) {
+      if (!absl::SimpleAtoi(arg, &flags.ready_fd)) Die("bad --ready-fd");
+    } else if (arg == "--remove-socket-directory") {
+      flags.remove_socket_directory = true;
+    } else {
+      Die(absl::StrCat("unknown server flag '", arg, "'"));
+    }
+  }
+  if (flags.socket_path.empty() || flags.ready_fd < 3 || flags.alive_fd < 3 ||
+      flags.ready_fd == flags.alive_fd) {
+    Die("server mode needs --socket=, --alive-fd= and --ready-fd= (>= 3)");
+  }
+  return flags;
+}
+
+// The launcher may leave descriptors open by mistake (Boost.Process 1.81's
+// close_all skips some); none of them are ours to keep.
+void CloseInheritedFds(int keep_a, int keep_b) {
+  const int low = std::min(keep_a, keep_b), high = std::max(keep_a, keep_b);
+  auto close_range = [](unsigned first, unsigned last) {
+    if (first <= last) ::syscall(SYS_close_range, first, last, 0);
+  };
+  close_range(3, low - 1);
+  close_range(low + 1, high - 1);
+  close_range(high + 1, ~0u);
+  int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    if (null != STDIN_FILENO) ::close(null);
+  }
+}
+
+[[noreturn]] void FailStart(int ready_fd, absl::string_view reason) {
+  std::string message = absl::StrCat("F", reason.substr(0, 4000));
+  (void)!::write(ready_fd, message.data(), message.size());
+  ::close(ready_fd);
+  std::fprintf(stderr, "forkserver[%d]: could not start: %.*s\n", ::getpid(),
+               static_cast<int>(reason.size()), reason.data());
+  std::exit(kServerStartFailedExitCode);
+}
+
+}  // namespace
+
+void ServerMain(int argc, char** argv) {
+  const ServeFlags flags = ParseFlags(argc, argv);
+  CloseInheritedFds(flags.alive_fd, flags.ready_fd);
+  ::fcntl(flags.alive_fd, F_SETFD, FD_CLOEXEC);
+  ::fcntl(flags.ready_fd, F_SETFD, FD_CLOEXEC);
+  ::prctl(PR_SET_NAME, "forkserver", 0, 0, 0);
+
+  if (absl::Status preloaded = RunPreloadsOnce(); !preloaded.ok()) {
+    FailStart(flags.ready_fd, preloaded.ToString());
+  }
+  absl::StatusOr<int> threads = CountThreads();
+  if (threads.ok() && *threads != 1) {
+    FailStart(flags.ready_fd,
+              absl::StrCat("the preloads left ", *threads,
+                           " threads running; a fork server must be "
+                           "single-threaded to fork safely"));
+  }
+  absl::StatusOr<UniqueFd> listener = ListenAt(flags.socket_path);
+  if (!listener.ok()) FailStart(flags.ready_fd, listener.status().ToString());
+
+  (void)!::write(flags.ready_fd, "R", 1);
+  ::close(flags.ready_fd);
+
+  ServerConfig config;
+  config.listener = std::move(*listener);
+  config.socket_path = flags.socket_path;
+  config.remove_socket_directory = flags.remove_socket_directory;
+  config.alive = UniqueFd(flags.alive_fd);
+  config.preload_duration = PreloadDuration();
+  absl::Status served = RunForkServer(std::move(config));
+  if (!served.ok()) {
+    std::fprintf(stderr, "forkserver[%d]: %s\n", ::getpid(),
+                 served.ToString().c_str());
+    std::exit(1);
+  }
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
+}  // namespace forkserver

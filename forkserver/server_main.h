@@ -1,0 +1,33 @@
+// File: forkserver/server_main.h
+// -----------------------------------------------------------------------------
+// Server mode of an application binary. The client library launches
+//
+//   <app> --forkserver-serve --socket=PATH --alive-fd=N --ready-fd=M
+//         [--remove-socket-directory] [-- <the application's arguments>]
+//
+// and forkserver::Init() hands such an argv to ServerMain(), which:
+//   1. closes every descriptor but 0, 1, 2 and the two given (whatever the
+//      launcher leaked), and points stdin at /dev/null;
+//   2. runs the registered preloads, once;
+//   3. checks it is still single-threaded, listens on PATH;
+//   4. writes "R" to the ready fd and closes it -- or, when 2 or 3 failed,
+//      "F<reason>" and exits 3;
+//   5. serves (forkserver/server.h) until the alive fd reaches EOF or it
+//      gets SIGTERM, then exits 0.
+
+#ifndef FORKSERVER_FORKSERVER_SERVER_MAIN_H_
+#define FORKSERVER_FORKSERVER_SERVER_MAIN_H_
+
+namespace forkserver {
+
+inline constexpr char kServeFlag[] = "--forkserver-serve";
+
+// Exit code of a server that could not start (preload or listen failed).
+inline constexpr int kServerStartFailedExitCode = 3;
+
+// argv[1] must be kServeFlag. Never returns.
+[[noreturn]] void ServerMain(int argc, char** argv);
+
+}  // namespace forkserver
+
+#endif  // FORKSERVER_FORKSERVER_SERVER_MAIN_H_

@@ -1,0 +1,87 @@
+// File: lib/fork_server_client.h
+// -----------------------------------------------------------------------------
+// The application's side of the fork server: when it is launched, how to
+// reach it, and what to do when it dies.
+//
+// The server is started on first use (the first Process or Pool with start
+// method kForkServer, or GetForkServerInfo()), by exec'ing this binary in
+// server mode; forkserver::Init() must have been called in main(). If it
+// dies, requests in flight fail with UNAVAILABLE (each has its own
+// connection, so a dead server is an EOF, never a hang) and the next
+// request launches a new one. A forked child of the application does not
+// share its parent's server: it launches its own when it needs one (as
+// CPython's forkserver does).
+
+#ifndef FORKSERVER_LIB_FORK_SERVER_CLIENT_H_
+#define FORKSERVER_LIB_FORK_SERVER_CLIENT_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lib/unique_fd.h"
+
+namespace forkserver {
+
+struct ForkServerOptions {
+  // Where the server's private socket directory is made. Empty:
+  // $FORKSERVER_RUNTIME_DIR if set, else /tmp. The socket path must fit in
+  // sun_path (107 bytes); a longer one is an INVALID_ARGUMENT error, never
+  // a silent truncation.
+  std::string runtime_dir;
+  // Launch plus preloads must finish within this.
+  absl::Duration start_timeout = absl::Seconds(120);
+  // Hello, spawn request and reply must finish within this (a server that
+  // is alive but stuck, e.g. SIGSTOPped, gives DEADLINE_EXCEEDED).
+  absl::Duration request_timeout = absl::Seconds(10);
+};
+
+// Options for the next launch (a running server keeps its own).
+void SetForkServerOptions(const ForkServerOptions& options);
+ForkServerOptions GetForkServerOptions();
+
+struct ForkServerInfo {
+  pid_t pid = 0;
+  std::string socket_path;
+  absl::Duration uptime;
+  absl::Duration preload_time;
+  int live_children = 0;
+  int64_t spawned_total = 0;
+  int open_connections = 0;
+  int open_fds = 0;
+  // Connections the server closed for malformed or refused requests.
+  int64_t rejected_total = 0;
+  std::string last_rejection;
+};
+
+// Asks the server for its status, launching it first if needed.
+absl::StatusOr<ForkServerInfo> GetForkServerInfo();
+
+// Asks the running server (if any) to shut down (it SIGTERMs its children
+// first) and waits up to `timeout` for it to exit. DEADLINE_EXCEEDED if it
+// did not; then it is killed.
+absl::Status StopForkServer(absl::Duration timeout = absl::Seconds(5));
+
+namespace internal {
+
+// A connection that has exchanged hellos with a live server, launching or
+// relaunching the server first when needed.
+struct ServerConnection {
+  UniqueFd socket;
+  pid_t server_pid = 0;
+};
+absl::StatusOr<ServerConnection> ConnectToForkServer();
+
+// Why the connection to server `server_pid` ended: "fork server (pid N)
+// went away: killed by signal 9". Waits up to 100 ms for the exit to be
+// observable.
+std::string DescribeServerLoss(pid_t server_pid);
+
+}  // namespace internal
+}  // namespace forkserver
+
+#endif  // FORKSERVER_LIB_FORK_SERVER_CLIENT_H_

@@ -1,0 +1,61 @@
+// File: lib/seqpacket.h
+// -----------------------------------------------------------------------------
+// One packet at a time over an AF_UNIX SOCK_SEQPACKET socket, with
+// descriptors (SCM_RIGHTS). Both the fork server and its clients speak
+// through these two functions, so the caps below hold on both sides.
+//
+// A packet is bounded: at most kMaxPacketBytes of payload and kMaxPacketFds
+// descriptors. A packet that was truncated by the kernel (bigger than the
+// cap: MSG_TRUNC; more descriptors than the cap or the receiver's fd table
+// allowed: MSG_CTRUNC) is an error, and every descriptor that did arrive
+// with it is closed before the error is returned. Received descriptors are
+// O_CLOEXEC (MSG_CMSG_CLOEXEC).
+
+#ifndef FORKSERVER_LIB_SEQPACKET_H_
+#define FORKSERVER_LIB_SEQPACKET_H_
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "lib/unique_fd.h"
+
+namespace forkserver {
+
+inline constexpr size_t kMaxPacketBytes = 64 * 1024;
+inline constexpr int kMaxPacketFds = 64;
+
+struct Packet {
+  std::string bytes;
+  std::vector<UniqueFd> fds;
+};
+
+// Sends one packet. Never raises SIGPIPE (MSG_NOSIGNAL). Errors:
+// INVALID_ARGUMENT when over a cap; UNAVAILABLE when the peer is gone
+// (EPIPE, ECONNRESET); RESOURCE_EXHAUSTED on EAGAIN/ENOBUFS/ENOMEM;
+// otherwise the errno status.
+absl::Status SendPacket(int socket, absl::string_view bytes,
+                        absl::Span<const int> fds = {});
+
+// Receives one packet, waiting until `deadline` (absl::InfinitePast() means
+// "only if one is already there"). Errors: UNAVAILABLE when the peer closed
+// the connection (EOF or ECONNRESET); DEADLINE_EXCEEDED when nothing came
+// in time; INVALID_ARGUMENT for a truncated packet or descriptors that are
+// not SCM_RIGHTS; otherwise the errno status.
+absl::Status ReceivePacket(int socket, absl::Time deadline, Packet* packet);
+
+// Waits until `fd` is readable (or hung up) or `deadline` passes; true if
+// readable. Retries EINTR with the remaining time.
+bool WaitReadable(int fd, absl::Time deadline);
+
+// True when `status` means "the peer closed the connection" as reported by
+// ReceivePacket / SendPacket.
+bool IsPeerClosed(const absl::Status& status);
+
+}  // namespace forkserver
+
+#endif  // FORKSERVER_LIB_SEQPACKET_H_

@@ -1,0 +1,75 @@
+// File: tests/test_util.h
+// -----------------------------------------------------------------------------
+// Helpers shared by the tests: status matchers (Abseil 20220623 has none),
+// pipes, and reading what a worker reported.
+
+#ifndef FORKSERVER_TESTS_TEST_UTIL_H_
+#define FORKSERVER_TESTS_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/start_method.h"
+#include "lib/unique_fd.h"
+
+namespace forkserver {
+namespace testing {
+
+#define ASSERT_OK(expr)                                  \
+  do {                                                   \
+    const ::absl::Status assert_ok_status_ = (expr);     \
+    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_; \
+  } while (false)
+
+#define EXPECT_OK(expr)                                  \
+  do {                                                   \
+    const ::absl::Status expect_ok_status_ = (expr);     \
+    EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_; \
+  } while (false)
+
+MATCHER_P(StatusIs, code, "") {
+  if (arg.code() == code) return true;
+  *result_listener << "status is " << arg;
+  return false;
+}
+
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  if (arg.code() != code) {
+    *result_listener << "status is " << arg;
+    return false;
+  }
+  return ::testing::ExplainMatchResult(
+      message_matcher, std::string(arg.message()), result_listener);
+}
+
+// pipe2(O_CLOEXEC): {read end, write end}.
+std::pair<UniqueFd, UniqueFd> MakePipe();
+
+// Reads `fd` until EOF or `timeout`.
+std::string ReadUntilEof(int fd, absl::Duration timeout = absl::Seconds(30));
+
+// Writes all of `text` to `fd`; false on error.
+bool WriteAll(int fd, const std::string& text);
+
+// Every start method usable here, for value-parameterised tests.
+std::vector<StartMethod> TestedStartMethods();
+std::string MethodTestName(
+    const ::testing::TestParamInfo<StartMethod>& info);
+
+// Pids of zombie children of `parent` (scanning /proc).
+std::vector<pid_t> ZombieChildrenOf(pid_t parent);
+
+// Open descriptor numbers of process `pid` (from /proc/<pid>/fd).
+std::vector<int> OpenFds(pid_t pid);
+
+}  // namespace testing
+}  // namespace forkserver
+
+#endif  // FORKSERVER_TESTS_TEST_UTIL_H_
