@@ -153,8 +153,10 @@ class Server {
 
   struct Child {
     UniqueFd pidfd;
-    // Read end of the setup report, while setup is pending.
+    // Read end of the setup report, while setup is pending, and what it
+    // delivered so far.
     UniqueFd report;
+    std::string report_bytes;
     // The connection to report to; -1 once it is gone.
     int connection = -1;
     bool kill_on_disconnect = false;
@@ -475,6 +477,10 @@ void Server::HandleSpawn(Connection& connection,
   }
   absl::StatusOr<pid_t> pid = Spawn(request, fds);
   if (!pid.ok()) {
+    if (absl::IsInvalidArgument(pid.status())) {
+      Reject(fd, pid.status());  // E.g. an unsealed argument memfd.
+      return;
+    }
     // A well-formed request we could not carry out (no such entry, out of
     // resources, ...): tell the client; not a protocol violation.
     (void)Send(fd, ErrorMessage(pid.status()));
@@ -577,20 +583,24 @@ void Server::OnReportReadable(int fd) { FinishSetup(pending_reports_.at(fd)); }
 void Server::FinishSetup(pid_t pid) {
   Child& child = children_.at(pid);
   const int report = child.report.get();
-  char buffer[sizeof(ChildSetupFailure) + 1];
-  size_t size = 0;
-  while (size < sizeof(buffer)) {
-    ssize_t n = ::read(report, buffer + size, sizeof(buffer) - size);
+  // A failure record is 8 bytes, written at once; success is EOF with
+  // nothing. Keep what arrived across calls, and stop at a whole record
+  // (the child may not have exited yet, so EOF may still be to come).
+  while (child.report_bytes.size() < sizeof(ChildSetupFailure)) {
+    char buffer[sizeof(ChildSetupFailure)];
+    ssize_t n = ::read(report, buffer,
+                       sizeof(buffer) - child.report_bytes.size());
     if (n > 0) {
-      size += static_cast<size_t>(n);
+      child.report_bytes.append(buffer, static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;  // Not complete yet.
-    break;  // EOF (or an error, reported as what arrived so far).
+    break;  // EOF (or an error: judge what arrived so far).
   }
   ChildSetupFailure failure{};
-  absl::Status result = ChildSetupResult(buffer, size, &failure);
+  absl::Status result = ChildSetupResult(child.report_bytes.data(),
+                                         child.report_bytes.size(), &failure);
   pending_reports_.erase(report);
   Unwatch(report);
   child.report.reset();

@@ -96,9 +96,10 @@ absl::Status ChildSetupResult(const char* bytes, size_t size,
 }
 
 absl::Status AwaitChildSetup(int report_fd, absl::Time deadline) {
-  char buffer[sizeof(ChildSetupFailure) + 1];
+  // A whole failure record, or EOF with nothing (success).
+  char buffer[sizeof(ChildSetupFailure)];
   size_t size = 0;
-  while (true) {
+  while (size < sizeof(buffer)) {
     if (!WaitReadable(report_fd, deadline)) {
       return absl::DeadlineExceededError("child setup did not finish in time");
     }
@@ -107,10 +108,10 @@ absl::Status AwaitChildSetup(int report_fd, absl::Time deadline) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return ErrnoError("read of the child's setup report");
     }
-    if (n == 0) return ChildSetupResult(buffer, size);
+    if (n == 0) break;
     size += static_cast<size_t>(n);
-    if (size == sizeof(buffer)) return ChildSetupResult(buffer, size);
   }
+  return ChildSetupResult(buffer, size);
 }
 
 absl::StatusOr<int> CountThreads() {

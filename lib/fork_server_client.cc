@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <memory>
 
 #include "absl/base/const_init.h"
@@ -32,6 +33,7 @@ struct ClientState {
 };
 
 ABSL_CONST_INIT absl::Mutex client_mutex(absl::kConstInit);
+std::atomic<int> pending_requests{0};
 
 ClientState& State() ABSL_EXCLUSIVE_LOCKS_REQUIRED(client_mutex) {
   static ClientState* state = new ClientState;  // Lives for the process.
@@ -112,7 +114,7 @@ absl::Status ExchangeHello(int socket, pid_t server_pid, absl::Time deadline) {
   absl::Status sent = SendPacket(socket, hello.SerializeAsString());
   Packet packet;
   absl::Status received =
-      sent.ok() ? ReceivePacket(socket, deadline, &packet) : sent;
+      sent.ok() ? internal::ReceiveFromServer(socket, deadline, &packet) : sent;
   if (IsPeerClosed(received)) {
     return absl::UnavailableError(internal::DescribeServerLoss(server_pid));
   }
@@ -148,6 +150,16 @@ ForkServerOptions GetForkServerOptions() {
 }
 
 namespace internal {
+
+int PendingServerRequests() { return pending_requests.load(); }
+
+absl::Status ReceiveFromServer(int socket, absl::Time deadline,
+                               Packet* packet) {
+  ++pending_requests;
+  absl::Status received = ReceivePacket(socket, deadline, packet);
+  --pending_requests;
+  return received;
+}
 
 std::string DescribeServerLoss(pid_t server_pid) {
   absl::MutexLock lock(&client_mutex);

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lib/seqpacket.h"
 #include "lib/unique_fd.h"
 
 namespace forkserver {
@@ -75,6 +76,15 @@ struct ServerConnection {
   pid_t server_pid = 0;
 };
 absl::StatusOr<ServerConnection> ConnectToForkServer();
+
+// How many requests are waiting for the fork server's answer right now
+// (hello or spawn). For tests and monitoring.
+int PendingServerRequests();
+
+// Waits for a packet from the server on `socket`, counted in
+// PendingServerRequests() while it waits. As ReceivePacket().
+absl::Status ReceiveFromServer(int socket, absl::Time deadline,
+                               Packet* packet);
 
 // Why the connection to server `server_pid` ended: "fork server (pid N)
 // went away: killed by signal 9". Waits up to 100 ms for the exit to be

@@ -206,7 +206,8 @@ absl::StatusOr<std::unique_ptr<ChildHandle>> LaunchWithForkServer(
       SendPacket(connection.socket.get(), message.SerializeAsString(), fds);
   Packet packet;
   absl::Status received =
-      sent.ok() ? ReceivePacket(connection.socket.get(), deadline, &packet)
+      sent.ok() ? internal::ReceiveFromServer(connection.socket.get(), deadline,
+                                              &packet)
                 : sent;
   if (IsPeerClosed(received)) {
     return absl::UnavailableError(absl::StrCat(
