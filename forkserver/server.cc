@@ -719,6 +719,12 @@ void Server::CloseConnection(int fd) {
       }
     }
   }
+  // Unread input makes close() reset the connection (ECONNRESET), and the
+  // client would lose the error reply just sent; read it away first.
+  Packet unread;
+  for (int i = 0; i < 16; ++i) {
+    if (!ReceivePacket(fd, absl::InfinitePast(), &unread).ok()) break;
+  }
   Unwatch(fd);
   connections_.erase(it);
 }

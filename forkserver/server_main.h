@@ -3,7 +3,7 @@
 // Server mode of an application binary. The client library launches
 //
 //   <app> --forkserver-serve --socket=PATH --alive-fd=N --ready-fd=M
-//         [--remove-socket-directory] [-- <the application's arguments>]
+//         [--remove-socket-directory] [-- <the application's argv>]
 //
 // and forkserver::Init() hands such an argv to ServerMain(), which:
 //   1. closes every descriptor but 0, 1, 2 and the two given (whatever the

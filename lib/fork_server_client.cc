@@ -70,8 +70,7 @@ absl::Status EnsureServer(ClientState& state)
   LaunchOptions launch;
   launch.runtime_dir = RuntimeDir(state.options);
   launch.start_timeout = state.options.start_timeout;
-  const auto& args = MainArgs();
-  if (!args.empty()) launch.application_args.assign(args.begin() + 1, args.end());
+  launch.application_args = MainArgs();
   ASSIGN_OR_RETURN(state.server, LaunchedServer::Launch(launch));
   state.owner = ::getpid();
   return absl::OkStatus();

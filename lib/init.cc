@@ -37,13 +37,14 @@ std::string ResolveExecutable() {
   return std::string(buffer, static_cast<size_t>(n));
 }
 
-// In server and worker mode the application's own arguments follow "--".
+// In server and worker mode the application's whole argv (argv[0] first)
+// follows "--": the launcher cannot always choose argv[0] itself.
 std::vector<std::string> ApplicationArgs(int argc, char** argv) {
-  std::vector<std::string> args;
-  if (argc > 0) args.emplace_back(argv[0]);
-  int first = 1;
-  if (argc > 1 && (absl::string_view(argv[1]) == kServeFlag ||
-                   absl::StartsWith(argv[1], kWorkerFdFlag))) {
+  const bool library_mode =
+      argc > 1 && (absl::string_view(argv[1]) == kServeFlag ||
+                   absl::StartsWith(argv[1], kWorkerFdFlag));
+  int first = 0;
+  if (library_mode) {
     first = argc;
     for (int i = 1; i < argc; ++i) {
       if (absl::string_view(argv[i]) == "--") {
@@ -52,8 +53,7 @@ std::vector<std::string> ApplicationArgs(int argc, char** argv) {
       }
     }
   }
-  for (int i = first; i < argc; ++i) args.emplace_back(argv[i]);
-  return args;
+  return std::vector<std::string>(argv + first, argv + argc);
 }
 
 }  // namespace

@@ -155,9 +155,7 @@ absl::StatusOr<std::unique_ptr<ChildHandle>> LaunchWithSpawn(
   std::vector<std::string> args = {
       main_args.empty() ? MainExecutablePath() : main_args[0],
       absl::StrCat(kWorkerFdFlag, launch_target), "--"};
-  if (!main_args.empty()) {
-    args.insert(args.end(), main_args.begin() + 1, main_args.end());
-  }
+  args.insert(args.end(), main_args.begin(), main_args.end());
   std::vector<std::string> env = SpawnEnvironment();
   std::vector<char*> argv = PointersTo(args);
   std::vector<char*> envp = PointersTo(env);

@@ -25,7 +25,8 @@ struct LaunchOptions {
   std::string runtime_dir;
   // Launch plus preloads must finish within this.
   absl::Duration start_timeout;
-  // Passed after "--" so preloads see the application's arguments.
+  // The application's argv (argv[0] first), passed after "--" so preloads
+  // see the application's arguments.
   std::vector<std::string> application_args;
 };
 

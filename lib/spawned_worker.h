@@ -2,7 +2,7 @@
 // -----------------------------------------------------------------------------
 // Start method "spawn": the parent writes a wire::WorkerLaunch into a sealed
 // memfd, forks, and execs /proc/self/exe with
-//   argv: <exe> --forkserver-worker-fd=N -- <application arguments>
+//   argv: <argv[0]> --forkserver-worker-fd=N -- <the application's argv>
 //   env:  the parent's, plus FORKED_BY_MULTIPROCESSING=1 and
 //         MP_MAIN_FILE=<main executable>
 // Init() in the new process recognises that and calls SpawnedWorkerMain().
