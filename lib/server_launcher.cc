@@ -5,7 +5,7 @@
 #include <type_traits>
 // clang-format off
 #include <boost/asio/io_context.hpp>
-#include <boost/process/v2/posix/bind_fd.hpp>
+#include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 // clang-format on
 
@@ -41,7 +41,31 @@ namespace {
 constexpr int kAliveFdInServer = 3;
 constexpr int kReadyFdInServer = 4;
 
-// bind_fd() dup2()s a descriptor onto its target; when they are equal,
+// Installs `fd` at `target` in the launched process: a Boost.Process
+// initializer. Not boost's posix::bind_fd, whose on_setup() in 1.81 falls
+// off the end without returning its error_code (undefined behaviour; UBSan
+// reports it, and a garbage "error" can fail the launch).
+struct InheritFd {
+  int target;
+  int fd;
+
+  bp::error_code on_setup(bp::posix::default_launcher& launcher,
+                          const bp::filesystem::path&, const char* const*) {
+    launcher.fd_whitelist.push_back(target);
+    return {};
+  }
+  // Runs in the forked child before execve.
+  bp::error_code on_exec_setup(bp::posix::default_launcher&,
+                               const bp::filesystem::path&,
+                               const char* const*) {
+    if (::dup2(fd, target) < 0) {
+      return bp::error_code(errno, bp::system_category());
+    }
+    return {};
+  }
+};
+
+// InheritFd dup2()s a descriptor onto its target; when they are equal,
 // dup2 does nothing and O_CLOEXEC survives, so the descriptor would vanish
 // at exec. Moving both ends above the targets first rules that out.
 absl::StatusOr<UniqueFd> DupAbove(int fd, int floor) {
@@ -109,8 +133,8 @@ absl::StatusOr<std::unique_ptr<LaunchedServer>> LaunchedServer::Launch(
   server->handle_->process = std::make_unique<BoostHandle::Process>(
       bp::default_process_launcher()(
           server->handle_->context.get_executor(), error, "/proc/self/exe",
-          args, bp::posix::bind_fd(kAliveFdInServer, alive_for_server.get()),
-          bp::posix::bind_fd(kReadyFdInServer, ready_for_server.get())));
+          args, InheritFd{kAliveFdInServer, alive_for_server.get()},
+          InheritFd{kReadyFdInServer, ready_for_server.get()}));
   alive_for_server.reset();
   ready_for_server.reset();
   if (error) {

@@ -93,7 +93,7 @@ TEST_P(ProcessTest, ExitCodeN) {
 }
 
 TEST_P(ProcessTest, SignalDeathIsNegative) {
-  for (int sig : {SIGKILL, SIGSEGV, SIGTERM}) {
+  for (int sig : testing::FatalSignalsForTests()) {
     Process process("RaiseSignal", absl::StrCat(sig), Options());
     ASSERT_OK(process.Start());
     ASSERT_OK(process.Join());

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -51,6 +52,14 @@ std::vector<StartMethod> TestedStartMethods() { return AllowedStartMethods(); }
 
 std::string MethodTestName(const ::testing::TestParamInfo<StartMethod>& info) {
   return std::string(StartMethodName(info.param));
+}
+
+std::vector<int> FatalSignalsForTests() {
+  std::vector<int> signals = {SIGKILL, SIGTERM, SIGABRT, SIGUSR1};
+#ifndef __SANITIZE_ADDRESS__
+  signals.push_back(SIGSEGV);
+#endif
+  return signals;
 }
 
 std::vector<pid_t> ZombieChildrenOf(pid_t parent) {

@@ -63,6 +63,11 @@ std::vector<StartMethod> TestedStartMethods();
 std::string MethodTestName(
     const ::testing::TestParamInfo<StartMethod>& info);
 
+// Signals a worker can die of in tests: SIGKILL, SIGTERM, SIGABRT,
+// SIGUSR1, and SIGSEGV except under AddressSanitizer (which turns a SIGSEGV
+// in a freshly exec'd worker into its own report and an abort).
+std::vector<int> FatalSignalsForTests();
+
 // Pids of zombie children of `parent` (scanning /proc).
 std::vector<pid_t> ZombieChildrenOf(pid_t parent);
 

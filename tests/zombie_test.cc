@@ -6,6 +6,8 @@
 #include <csignal>
 #include <vector>
 
+#include "tests/test_util.h"
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -27,14 +29,14 @@ class ZombieTest : public ::testing::TestWithParam<StartMethod> {};
 
 TEST_P(ZombieTest, ManyWorkersNoZombiesTruthfulStatus) {
   const int kWorkers = GetParam() == StartMethod::kSpawn ? 60 : 300;
-  const int signals[] = {SIGKILL, SIGTERM, SIGSEGV, SIGABRT, SIGUSR1};
+  const std::vector<int> signals = testing::FatalSignalsForTests();
   std::vector<Process> processes;
   std::vector<int> expected;
   ProcessOptions options;
   options.start_method = GetParam();
   for (int i = 0; i < kWorkers; ++i) {
     const bool by_signal = i % 3 == 0;
-    const int sig = signals[i % 5];
+    const int sig = signals[i % signals.size()];
     const std::string arg =
         by_signal ? absl::StrCat("s", sig) : absl::StrCat("c", i % 256);
     expected.push_back(by_signal ? -sig : i % 256);
