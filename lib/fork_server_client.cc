@@ -107,33 +107,15 @@ absl::StatusOr<UniqueFd> ConnectSocket(const std::string& path,
   return socket;
 }
 
-absl::Status ExchangeHello(int socket, pid_t server_pid, absl::Time deadline) {
+absl::Status SendHello(int socket) {
   wire::ClientMessage hello;
   hello.mutable_hello()->set_version(wire::PROTOCOL_VERSION_1);
-  absl::Status sent = SendPacket(socket, hello.SerializeAsString());
-  Packet packet;
-  absl::Status received =
-      sent.ok() ? internal::ReceiveFromServer(socket, deadline, &packet) : sent;
-  if (IsPeerClosed(received)) {
-    return absl::UnavailableError(internal::DescribeServerLoss(server_pid));
-  }
-  if (absl::IsDeadlineExceeded(received)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "fork server (pid ", server_pid, ") did not answer the hello in time"));
-  }
-  RETURN_IF_ERROR(received);
-  wire::ServerMessage reply;
-  if (!reply.ParseFromString(packet.bytes)) {
-    return absl::InternalError("undecodable hello reply from the fork server");
-  }
-  if (reply.has_error()) {
-    return absl::Status(static_cast<absl::StatusCode>(reply.error().code()),
-                        absl::StrCat("fork server: ", reply.error().message()));
-  }
-  if (!reply.has_hello() || reply.hello().version() != wire::PROTOCOL_VERSION_1) {
-    return absl::InternalError("unexpected hello reply from the fork server");
-  }
-  return absl::OkStatus();
+  return SendPacket(socket, hello.SerializeAsString());
+}
+
+absl::Status ServerError(const wire::Error& error) {
+  return absl::Status(static_cast<absl::StatusCode>(error.code()),
+                      absl::StrCat("fork server: ", error.message()));
 }
 
 }  // namespace
@@ -204,9 +186,50 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
       continue;
     }
     if (!socket.ok()) return socket.status();
-    RETURN_IF_ERROR(ExchangeHello(socket->get(), pid, deadline));
-    return ServerConnection{std::move(*socket), pid};
+    absl::Status hello = SendHello(socket->get());
+    if (IsPeerClosed(hello)) {
+      return absl::UnavailableError(DescribeServerLoss(pid));
+    }
+    RETURN_IF_ERROR(hello);
+    return ServerConnection(std::move(*socket), pid);
   }
+}
+
+absl::StatusOr<ServerReply> ServerConnection::Receive(absl::Time deadline) {
+  Packet packet;
+  absl::Status received = ReceiveFromServer(socket_.get(), deadline, &packet);
+  if (IsPeerClosed(received)) {
+    return absl::UnavailableError(DescribeServerLoss(server_pid_));
+  }
+  if (absl::IsDeadlineExceeded(received)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "fork server (pid ", server_pid_, ") did not answer in time"));
+  }
+  RETURN_IF_ERROR(received);
+  ServerReply reply;
+  if (!reply.message.ParseFromString(packet.bytes)) {
+    return absl::InternalError("undecodable message from the fork server");
+  }
+  if (reply.message.has_error()) return ServerError(reply.message.error());
+  reply.fds = std::move(packet.fds);
+  return reply;
+}
+
+absl::StatusOr<ServerReply> ServerConnection::Request(
+    const wire::ClientMessage& request, absl::Span<const int> fds) {
+  const absl::Time deadline =
+      absl::Now() + GetForkServerOptions().request_timeout;
+  absl::Status sent =
+      SendPacket(socket_.get(), request.SerializeAsString(), fds);
+  // A server that refused the hello has closed the connection: its reason
+  // is still to be read, so a failed send is not the end.
+  if (!sent.ok() && !IsPeerClosed(sent)) return sent;
+  ASSIGN_OR_RETURN(ServerReply hello, Receive(deadline));
+  if (!hello.message.has_hello() ||
+      hello.message.hello().version() != wire::PROTOCOL_VERSION_1) {
+    return absl::InternalError("unexpected hello reply from the fork server");
+  }
+  return Receive(deadline);
 }
 
 }  // namespace internal
@@ -216,23 +239,11 @@ absl::StatusOr<ForkServerInfo> GetForkServerInfo() {
                    internal::ConnectToForkServer());
   wire::ClientMessage request;
   request.mutable_status();
-  RETURN_IF_ERROR(SendPacket(connection.socket.get(),
-                             request.SerializeAsString()));
-  Packet packet;
-  const absl::Time deadline =
-      absl::Now() + GetForkServerOptions().request_timeout;
-  absl::Status received =
-      ReceivePacket(connection.socket.get(), deadline, &packet);
-  if (IsPeerClosed(received)) {
-    return absl::UnavailableError(
-        internal::DescribeServerLoss(connection.server_pid));
-  }
-  RETURN_IF_ERROR(received);
-  wire::ServerMessage reply;
-  if (!reply.ParseFromString(packet.bytes) || !reply.has_status()) {
+  ASSIGN_OR_RETURN(internal::ServerReply reply, connection.Request(request));
+  if (!reply.message.has_status()) {
     return absl::InternalError("unexpected status reply from the fork server");
   }
-  const wire::StatusReply& status = reply.status();
+  const wire::StatusReply& status = reply.message.status();
   ForkServerInfo info;
   info.pid = status.server_pid();
   {

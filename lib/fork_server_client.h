@@ -19,12 +19,15 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "lib/seqpacket.h"
 #include "lib/unique_fd.h"
+#include "proto/wire.pb.h"
 
 namespace forkserver {
 
@@ -69,11 +72,35 @@ absl::Status StopForkServer(absl::Duration timeout = absl::Seconds(5));
 
 namespace internal {
 
-// A connection that has exchanged hellos with a live server, launching or
-// relaunching the server first when needed.
-struct ServerConnection {
-  UniqueFd socket;
-  pid_t server_pid = 0;
+// A connection to a live server (launched or relaunched first when
+// needed), its hello sent but not yet answered: the answer is read together
+// with the answer to the one request that follows, so a request costs one
+// round trip.
+struct ServerReply {
+  wire::ServerMessage message;
+  std::vector<UniqueFd> fds;
+};
+class ServerConnection {
+ public:
+  ServerConnection(UniqueFd socket, pid_t server_pid)
+      : socket_(std::move(socket)), server_pid_(server_pid) {}
+
+  // Sends `request` with `fds`, checks the server's hello reply, and
+  // returns its reply to `request`. Errors: UNAVAILABLE when the server
+  // went away (saying how), DEADLINE_EXCEEDED after the request timeout,
+  // or the error the server answered with ("fork server: ...").
+  absl::StatusOr<ServerReply> Request(const wire::ClientMessage& request,
+                                      absl::Span<const int> fds = {});
+
+  int socket() const { return socket_.get(); }
+  UniqueFd TakeSocket() { return std::move(socket_); }
+  pid_t server_pid() const { return server_pid_; }
+
+ private:
+  absl::StatusOr<ServerReply> Receive(absl::Time deadline);
+
+  UniqueFd socket_;
+  pid_t server_pid_;
 };
 absl::StatusOr<ServerConnection> ConnectToForkServer();
 

@@ -197,41 +197,16 @@ absl::StatusOr<std::unique_ptr<ChildHandle>> LaunchWithForkServer(
     spawn.set_arg(std::string(request.arg));
   }
 
-  const pid_t server_pid = connection.server_pid;
-  const absl::Time deadline =
-      absl::Now() + GetForkServerOptions().request_timeout;
-  absl::Status sent =
-      SendPacket(connection.socket.get(), message.SerializeAsString(), fds);
-  Packet packet;
-  absl::Status received =
-      sent.ok() ? internal::ReceiveFromServer(connection.socket.get(), deadline,
-                                              &packet)
-                : sent;
-  if (IsPeerClosed(received)) {
-    return absl::UnavailableError(absl::StrCat(
-        internal::DescribeServerLoss(server_pid),
-        " before answering the spawn request"));
-  }
-  if (absl::IsDeadlineExceeded(received)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "fork server (pid ", server_pid,
-        ") did not answer the spawn request in time"));
-  }
-  RETURN_IF_ERROR(received);
-  wire::ServerMessage reply;
-  if (!reply.ParseFromString(packet.bytes)) {
-    return absl::InternalError("undecodable reply from the fork server");
-  }
-  if (reply.has_error()) {
-    return absl::Status(static_cast<absl::StatusCode>(reply.error().code()),
-                        absl::StrCat("fork server: ", reply.error().message()));
-  }
-  if (!reply.has_spawned() || packet.fds.size() != 1) {
+  absl::StatusOr<internal::ServerReply> reply = connection.Request(message, fds);
+  if (!reply.ok()) return reply.status();
+  if (!reply->message.has_spawned() || reply->fds.size() != 1) {
     return absl::InternalError(
         "fork server's spawn reply carried no pid and pidfd");
   }
-  return MakeServerChild(reply.spawned().pid(), std::move(packet.fds[0]),
-                         std::move(connection.socket), server_pid);
+  const pid_t server_pid = connection.server_pid();
+  return MakeServerChild(reply->message.spawned().pid(),
+                         std::move(reply->fds[0]), connection.TakeSocket(),
+                         server_pid);
 }
 
 }  // namespace
