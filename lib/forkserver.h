@@ -1,7 +1,7 @@
 // File: lib/forkserver.h
 // -----------------------------------------------------------------------------
 // The one include most users need: Init, registration, start methods,
-// Process, and the fork server's client options.
+// Process, Pool and tasks, and the fork server's client options.
 //
 //   #include "lib/forkserver.h"
 //
@@ -20,8 +20,10 @@
 
 #include "lib/fork_server_client.h"
 #include "lib/init.h"
+#include "lib/pool.h"
 #include "lib/process.h"
 #include "lib/registry.h"
 #include "lib/start_method.h"
+#include "lib/task.h"
 
 #endif  // FORKSERVER_LIB_FORKSERVER_H_

@@ -1,6 +1,6 @@
 #include "lib/registry.h"
 
-#include <algorithm>
+#include <array>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -9,11 +9,16 @@
 namespace forkserver {
 namespace {
 
+using internal::AnyFunction;
+using internal::RegistryKind;
+
+constexpr const char* kKindNames[] = {"entry", "preload", "task",
+                                      "initializer", "exit hook"};
+
 // Written only by the registrars, during static initialisation (one thread,
 // before main); read afterwards. Hence no lock.
 struct Registry {
-  std::map<std::string, EntryFunction, std::less<>> entries;
-  std::map<std::string, PreloadFunction, std::less<>> preloads;
+  std::array<std::map<std::string, AnyFunction, std::less<>>, 5> functions;
   std::vector<std::string> duplicates;
 };
 
@@ -22,24 +27,50 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-template <typename Map, typename Function>
-void Add(Map& map, const char* kind, const char* name, Function function) {
-  if (!map.emplace(name, function).second) {
-    GetRegistry().duplicates.push_back(absl::StrCat(kind, " '", name, "'"));
+}  // namespace
+
+namespace internal {
+
+void Register(RegistryKind kind, const char* name, AnyFunction function) {
+  Registry& registry = GetRegistry();
+  const size_t index = static_cast<size_t>(kind);
+  if (!registry.functions[index].emplace(name, function).second) {
+    registry.duplicates.push_back(
+        absl::StrCat(kKindNames[index], " '", name, "'"));
   }
 }
 
-}  // namespace
+AnyFunction Find(RegistryKind kind, absl::string_view name) {
+  const auto& functions =
+      GetRegistry().functions[static_cast<size_t>(kind)];
+  auto it = functions.find(name);
+  return it == functions.end() ? nullptr : it->second;
+}
+
+}  // namespace internal
 
 EntryFunction FindEntry(absl::string_view name) {
-  const auto& entries = GetRegistry().entries;
-  auto it = entries.find(name);
-  return it == entries.end() ? nullptr : it->second;
+  return reinterpret_cast<EntryFunction>(
+      internal::Find(RegistryKind::kEntry, name));
+}
+
+InitializerFunction FindInitializer(absl::string_view name) {
+  return reinterpret_cast<InitializerFunction>(
+      internal::Find(RegistryKind::kInitializer, name));
+}
+
+ExitHookFunction FindExitHook(absl::string_view name) {
+  return reinterpret_cast<ExitHookFunction>(
+      internal::Find(RegistryKind::kExitHook, name));
 }
 
 std::vector<std::pair<std::string, PreloadFunction>> RegisteredPreloads() {
-  const auto& preloads = GetRegistry().preloads;
-  return {preloads.begin(), preloads.end()};
+  std::vector<std::pair<std::string, PreloadFunction>> preloads;
+  for (const auto& [name, function] :
+       GetRegistry().functions[static_cast<size_t>(RegistryKind::kPreload)]) {
+    preloads.emplace_back(name, reinterpret_cast<PreloadFunction>(function));
+  }
+  return preloads;
 }
 
 absl::Status ValidateRegistry() {
@@ -48,18 +79,7 @@ absl::Status ValidateRegistry() {
   return absl::InvalidArgumentError(
       absl::StrCat("registered more than once: ",
                    absl::StrJoin(duplicates, ", "),
-                   " (entry, preload and task names must be unique)"));
+                   " (names must be unique within each kind)"));
 }
 
-namespace internal {
-
-EntryRegistrar::EntryRegistrar(const char* name, EntryFunction function) {
-  Add(GetRegistry().entries, "entry", name, function);
-}
-
-PreloadRegistrar::PreloadRegistrar(const char* name, PreloadFunction function) {
-  Add(GetRegistry().preloads, "preload", name, function);
-}
-
-}  // namespace internal
 }  // namespace forkserver

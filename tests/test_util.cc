@@ -86,6 +86,17 @@ std::vector<pid_t> ZombieChildrenOf(pid_t parent) {
   return zombies;
 }
 
+int ThreadCount() {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
 std::vector<int> OpenFds(pid_t pid) {
   std::vector<int> fds;
   const std::string path = absl::StrCat("/proc/", pid, "/fd");

@@ -71,6 +71,9 @@ std::vector<int> FatalSignalsForTests();
 // Pids of zombie children of `parent` (scanning /proc).
 std::vector<pid_t> ZombieChildrenOf(pid_t parent);
 
+// Threads of this process (from /proc/self/task).
+int ThreadCount();
+
 // Open descriptor numbers of process `pid` (from /proc/<pid>/fd).
 std::vector<int> OpenFds(pid_t pid);
 

@@ -1,0 +1,197 @@
+// File: lib/pool_core.h
+// -----------------------------------------------------------------------------
+// The machinery behind forkserver::Pool (lib/pool.h documents the
+// behaviour): workers and their channels, the job queue and dispatch, time
+// limits, lost workers, restarts, and the event processing that ties them
+// together. Internal to the library.
+//
+// Concurrency: one mutex (mu_) guards all pool state. Events are collected
+// with epoll outside the lock and handled under it; user callbacks are
+// queued under the lock and run after it is released, on the thread that
+// processed the events (the helper thread, or the caller's event loop).
+
+#ifndef FORKSERVER_LIB_POOL_CORE_H_
+#define FORKSERVER_LIB_POOL_CORE_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "lib/framed_channel.h"
+#include "lib/pool.h"
+#include "lib/pool_job.h"
+#include "lib/process.h"
+#include "lib/restart_limiter.h"
+#include "lib/unique_fd.h"
+#include "proto/pool.pb.h"
+
+namespace forkserver {
+
+class PoolCore : public std::enable_shared_from_this<PoolCore> {
+ public:
+  static absl::StatusOr<std::shared_ptr<PoolCore>> Create(PoolOptions options);
+  ~PoolCore();
+
+  absl::StatusOr<std::shared_ptr<internal::JobState>> Submit(
+      internal::JobKind kind, absl::string_view task,
+      std::vector<std::string> args, CallOptions options);
+  absl::Status Cancel(internal::JobState& job);
+
+  absl::Status TerminateJob(pid_t pid, int signal);
+  absl::Status Grow(int n);
+  absl::Status Shrink(int n);
+  absl::Status Restart();
+  bool DidStartOk(absl::Duration timeout);
+  void Close();
+  absl::Status Terminate();
+  absl::Status Join();
+  absl::Status MaintainPool();
+  std::vector<std::pair<int, std::function<void()>>> Readers();
+
+  std::vector<WorkerInfo> Workers() const;
+  int processes() const;
+  int64_t CallbackErrors() const { return callback_errors_.load(); }
+  bool threads() const { return options_.threads; }
+
+  // Waits up to `timeout` for events, handles them, runs the callbacks
+  // they produced.
+  void ProcessEvents(absl::Duration timeout);
+
+ private:
+  enum class State { kRun, kClose, kTerminate };
+
+  struct Worker {
+    int64_t serial = 0;
+    int index = 0;
+    bool initial = false;
+    std::unique_ptr<Process> process;
+    UniqueFd channel;
+    FrameReader reader;
+    FrameWriter writer;
+    bool want_write = false;
+    bool up = false;
+    bool retiring = false;     // Told to shut down: no more dispatches.
+    bool exited = false;       // Its sentinel fired.
+    bool controlled = false;   // We ended it: no error log, not counted.
+    int terminate_signal = 0;  // TerminateJob: its running job is Terminated.
+    int64_t terminated_dispatch = 0;
+    std::deque<int64_t> outstanding;  // Sent, not done, in order.
+    double average_item_usec = -1;    // Measured work per item.
+    absl::Time kill_at = absl::InfiniteFuture();
+    std::string exit_reason;
+  };
+
+  struct Dispatch {
+    int64_t id = 0;
+    std::shared_ptr<internal::JobState> job;
+    size_t first_item = 0;
+    std::vector<std::string> args;  // Until accepted (a requeue resends).
+    size_t item_count = 0;
+    int64_t worker = 0;             // Serial; 0 while queued.
+    bool accepted = false;
+    absl::Time accepted_at;
+    std::optional<absl::Duration> soft, hard;
+    bool soft_fired = false;
+    bool hard_fired = false;
+    // Its worker died while it ran: fails at lost_deadline.
+    bool lost = false;
+    absl::Time lost_deadline;
+    int lost_exitcode = 0;
+  };
+
+  explicit PoolCore(PoolOptions options);
+
+  void Log(absl::string_view line);
+  void Deliver(std::function<void()> callback)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunDeliveries() ABSL_LOCKS_EXCLUDED(mu_);
+  void Wake();
+  bool Finished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool SlotFreeOrStopped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every initial worker is up, or one of them died.
+  bool StartSettled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status NotRunning() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Status StartWorker(int index, bool initial)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Maintain() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReadChannel(Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleMessage(Worker& worker, const wire::ToParent& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleAccepted(Worker& worker, const wire::TaskAccepted& accepted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleDone(Worker& worker, const wire::TaskDone& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleDeath(int64_t serial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleTimers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t Window(const Worker& worker) const;
+  void Send(Worker& worker, const wire::ToWorker& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushWorker(Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RetireIdleWhenClosing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KillGroup(Worker& worker, int signal);
+  void SendSoftLimit(Worker& worker, int64_t dispatch);
+  void TripRestartLimiter(absl::Status failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Sets items [first, first + outcomes) of a job; makes it ready when
+  // complete (or, for a map, at the first failure).
+  void SetItems(internal::JobState& job, size_t first,
+                std::vector<absl::StatusOr<std::string>> outcomes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailDispatch(Dispatch& dispatch, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Requeue(std::vector<int64_t> dispatches)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Worker* FindWorker(int64_t serial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const PoolOptions options_;
+  const int slots_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  UniqueFd timer_;
+
+  mutable absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kRun;
+  // Once the restart limiter trips: why every later call fails.
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  int processes_ ABSL_GUARDED_BY(mu_);
+  std::map<int, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, Worker*> by_serial_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, Dispatch> dispatches_ ABSL_GUARDED_BY(mu_);
+  // Dispatches with a time limit or a lost-worker deadline.
+  absl::flat_hash_set<int64_t> timed_ ABSL_GUARDED_BY(mu_);
+  std::deque<int64_t> queue_ ABSL_GUARDED_BY(mu_);
+  RestartLimiter limiter_ ABSL_GUARDED_BY(mu_);
+  int slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_serial_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_dispatch_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_maintenance_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool initial_died_ ABSL_GUARDED_BY(mu_) = false;
+  bool joined_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> deliveries_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<int64_t> callback_errors_{0};
+  std::thread loop_;
+};
+
+}  // namespace forkserver
+
+#endif  // FORKSERVER_LIB_POOL_CORE_H_

@@ -1,0 +1,140 @@
+#include "tests/pool_tasks.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <stdexcept>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace forkserver {
+namespace testing {
+namespace {
+
+absl::StatusOr<int> Square(const int& x, TaskContext&) { return x * x; }
+FORKSERVER_REGISTER_TASK(Square);
+
+absl::StatusOr<int> Add(const int& a, const int& b, TaskContext&) {
+  return a + b;
+}
+FORKSERVER_REGISTER_TASK(Add);
+
+absl::StatusOr<std::string> Echo(const std::string& s, TaskContext&) {
+  return s;
+}
+FORKSERVER_REGISTER_TASK(Echo);
+
+absl::StatusOr<int> WorkerPid(const int&, TaskContext&) { return ::getpid(); }
+FORKSERVER_REGISTER_TASK(WorkerPid);
+
+absl::StatusOr<int> WorkerIndex(const int&, TaskContext& context) {
+  return context.worker_index();
+}
+FORKSERVER_REGISTER_TASK(WorkerIndex);
+
+absl::StatusOr<int> FailWith(const std::string& message, TaskContext&) {
+  return absl::InvalidArgumentError(message);
+}
+FORKSERVER_REGISTER_TASK(FailWith);
+
+absl::StatusOr<int> ThrowRuntimeError(const std::string& message,
+                                      TaskContext&) {
+  throw std::runtime_error(message);
+}
+FORKSERVER_REGISTER_TASK(ThrowRuntimeError);
+
+// Sleeps `ms`, resuming after signals (nanosleep returns EINTR on
+// SIGUSR1); stops early when `stop` says so.
+template <typename Stop>
+bool SleepFor(int ms, Stop stop) {
+  const absl::Time end = absl::Now() + absl::Milliseconds(ms);
+  while (absl::Now() < end) {
+    if (stop()) return true;
+    const absl::Duration left = std::min(end - absl::Now(), absl::Milliseconds(5));
+    timespec ts = absl::ToTimespec(left);
+    ::nanosleep(&ts, nullptr);
+  }
+  return stop();
+}
+
+absl::StatusOr<int> SleepMillis(const int& ms, TaskContext&) {
+  SleepFor(ms, [] { return false; });
+  return ::getpid();
+}
+FORKSERVER_REGISTER_TASK(SleepMillis);
+
+absl::StatusOr<std::string> SleepUntilSoftLimit(const int& max_ms,
+                                                TaskContext& context) {
+  if (SleepFor(max_ms, [&] { return context.SoftTimeLimitExceeded(); })) {
+    return std::string("recovered");
+  }
+  return std::string("finished");
+}
+FORKSERVER_REGISTER_TASK(SleepUntilSoftLimit);
+
+absl::StatusOr<int> IgnoreSoftLimit(const int& ms, TaskContext&) {
+  SleepFor(ms, [] { return false; });
+  return ms;
+}
+FORKSERVER_REGISTER_TASK(IgnoreSoftLimit);
+
+absl::StatusOr<int> ExitWorker(const int& code, TaskContext&) {
+  if (code < 0) ::raise(-code);
+  ::_exit(code);
+}
+FORKSERVER_REGISTER_TASK(ExitWorker);
+
+absl::StatusOr<int> AllocateMib(const int& mib, TaskContext&) {
+  std::vector<char> memory(static_cast<size_t>(mib) << 20);
+  for (size_t i = 0; i < memory.size(); i += 4096) memory[i] = 1;
+  return ::getpid();
+}
+FORKSERVER_REGISTER_TASK(AllocateMib);
+
+absl::StatusOr<int> ForkGrandchild(const int& report_fd, TaskContext&) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    while (true) ::pause();
+  }
+  // Tell the test about the grandchild now; the task never returns.
+  const std::string pid = absl::StrCat(child, "\n");
+  (void)!::write(report_fd, pid.data(), pid.size());
+  while (true) ::pause();
+}
+FORKSERVER_REGISTER_TASK(ForkGrandchild);
+
+int initializer_runs = 0;
+
+FORKSERVER_INITIALIZER(InitCounter, absl::string_view arg) {
+  ++initializer_runs;
+  return absl::OkStatus();
+}
+
+FORKSERVER_INITIALIZER(InitFails, absl::string_view arg) {
+  return absl::UnavailableError(absl::StrCat("cannot reach ", arg));
+}
+
+absl::StatusOr<int> CountInitializerRuns(const int&, TaskContext&) {
+  return initializer_runs;
+}
+FORKSERVER_REGISTER_TASK(CountInitializerRuns);
+
+FORKSERVER_EXIT_HOOK(RecordExit, pid_t pid, int code) {
+  const char* path = std::getenv("FORKSERVER_TEST_EXIT_LOG");
+  if (path == nullptr) return;
+  const int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  const std::string line = absl::StrCat(pid, " ", code, "\n");
+  (void)!::write(fd, line.data(), line.size());
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace forkserver
