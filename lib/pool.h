@@ -94,8 +94,9 @@ struct PoolOptions {
   // WorkerLost. Zero is zero.
   absl::Duration lost_worker_timeout = absl::Seconds(10);
   // Restart storms: at most max_restarts unsuccessful worker exits within
-  // max_restart_freq, else RestartFreqExceeded. Default 100 * processes
-  // (on by default, unlike billiard).
+  // max_restart_freq, or max_restarts workers in a row that die before
+  // they finish starting, else RestartFreqExceeded. Default 100 *
+  // processes (on by default, unlike billiard).
   std::optional<int> max_restarts;
   absl::Duration max_restart_freq = absl::Seconds(1);
   // Parent side, after a worker started / after it was reaped.

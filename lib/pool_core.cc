@@ -329,7 +329,7 @@ void PoolCore::Maintain() {
     if (!started.ok()) {
       Log(absl::StrCat("could not start PoolWorker-", index, ": ",
                        started.ToString()));
-      absl::Status limited = limiter_.Step(absl::Now());
+      absl::Status limited = limiter_.Step(absl::Now(), /*started=*/false);
       if (!limited.ok()) {
         TripRestartLimiter(limited);
         return;
@@ -414,6 +414,7 @@ void PoolCore::HandleMessage(Worker& worker, const wire::ToParent& message) {
   switch (message.msg_case()) {
     case wire::ToParent::kUp:
       worker.up = true;
+      limiter_.WorkerStarted();
       break;
     case wire::ToParent::kAccepted:
       HandleAccepted(worker, message.accepted());
@@ -610,7 +611,7 @@ void PoolCore::HandleDeath(int64_t serial) {
   workers_.erase(index);
 
   if (!clean && !controlled && state_ != State::kTerminate) {
-    absl::Status limited = limiter_.Step(now);
+    absl::Status limited = limiter_.Step(now, /*started=*/worker.up);
     if (!limited.ok()) TripRestartLimiter(limited);
   }
 }
@@ -1026,6 +1027,10 @@ void PoolCore::ProcessEvents(absl::Duration timeout) {
     DispatchQueued();
     RetireIdleWhenClosing();
     ArmTimer();
+    // Another thread (MaintainPool, a waiter in event-loop mode) may have
+    // handled the last event: make sure the helper thread looks again and
+    // sees it has nothing left to do.
+    if (state_ != State::kRun && Finished() && options_.threads) Wake();
   }
   RunDeliveries();
 }

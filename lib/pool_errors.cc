@@ -113,10 +113,13 @@ absl::Status TerminatedError(JobId job, int signal) {
 }
 
 absl::Status RestartFreqExceededError(int restarts, absl::Duration window) {
+  const std::string how =
+      window == absl::InfiniteDuration()
+          ? absl::StrCat(restarts, " workers in a row died before starting")
+          : absl::StrCat(restarts, " in ", absl::FormatDuration(window));
   return WithKind(
       absl::ResourceExhaustedError(absl::StrCat(
-          "RestartFreqExceeded: ", restarts, " in ",
-          absl::FormatDuration(window),
+          "RestartFreqExceeded: ", how,
           " (workers keep failing; the pool is closed)")),
       PoolError::kRestartFreqExceeded);
 }

@@ -10,6 +10,7 @@
 //   SoftTimeLimitExceeded  DEADLINE_EXCEEDED   SoftTimeLimitExceeded() (returned by a task)
 //   Terminated             CANCELLED           Terminated: job 7 was terminated by signal 15 (SIGTERM)
 //   RestartFreqExceeded    RESOURCE_EXHAUSTED  RestartFreqExceeded: 200 in 1s
+//                                              (or: 201 workers in a row died before starting)
 //   TaskError              the task's code     the task's message (type and context in TaskErrorInfo)
 //   Cancelled              CANCELLED           job 3 was cancelled before it started
 //
@@ -66,6 +67,7 @@ absl::Status TimeLimitExceededError(absl::Duration limit, JobId job);
 // For a task to return when it stops at its soft limit.
 absl::Status SoftTimeLimitExceededError();
 absl::Status TerminatedError(JobId job, int signal);
+// `window` infinite: `restarts` workers in a row failed to start.
 absl::Status RestartFreqExceededError(int restarts, absl::Duration window);
 absl::Status CancelledJobError(JobId job);
 absl::Status TaskErrorStatus(absl::StatusCode code, const TaskErrorInfo& info);

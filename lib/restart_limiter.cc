@@ -4,7 +4,8 @@
 
 namespace forkserver {
 
-absl::Status RestartLimiter::Step(absl::Time now) {
+absl::Status RestartLimiter::Step(absl::Time now, bool started) {
+  if (!started) ++failed_starts_;
   if (window_start_ == absl::InfinitePast() || now - window_start_ >= window_) {
     // A new window begins with this exit.
     window_start_ = now;
@@ -17,6 +18,11 @@ absl::Status RestartLimiter::Step(absl::Time now) {
     return RestartFreqExceededError(exceeded, window_);
   }
   ++count_;
+  if (failed_starts_ > max_restarts_) {
+    const int in_a_row = failed_starts_;
+    failed_starts_ = 0;
+    return RestartFreqExceededError(in_a_row, absl::InfiniteDuration());
+  }
   return absl::OkStatus();
 }
 

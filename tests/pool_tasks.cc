@@ -98,14 +98,19 @@ absl::StatusOr<int> AllocateMib(const int& mib, TaskContext&) {
 }
 FORKSERVER_REGISTER_TASK(AllocateMib);
 
-absl::StatusOr<int> ForkGrandchild(const int& report_fd, TaskContext&) {
+absl::StatusOr<int> ForkGrandchild(const std::string& report_path,
+                                   TaskContext&) {
   const pid_t child = ::fork();
   if (child == 0) {
     while (true) ::pause();
   }
   // Tell the test about the grandchild now; the task never returns.
-  const std::string pid = absl::StrCat(child, "\n");
-  (void)!::write(report_fd, pid.data(), pid.size());
+  const std::string pid = absl::StrCat(child);
+  const std::string partial = report_path + ".partial";
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  (void)!::write(fd, pid.data(), pid.size());
+  ::close(fd);
+  ::rename(partial.c_str(), report_path.c_str());
   while (true) ::pause();
 }
 FORKSERVER_REGISTER_TASK(ForkGrandchild);

@@ -27,9 +27,9 @@ namespace testing {
 //   IgnoreSoftLimit(int ms) -> int             sleeps through SIGUSR1
 //   ExitWorker(int code) -> never returns      _exit(code); code < 0: raise(-code)
 //   AllocateMib(int) -> int pid                touches that much memory
-//   ForkGrandchild(int) -> int                 forks a sleeping grandchild in
-//                                              its process group, returns its pid,
-//                                              then sleeps forever
+//   ForkGrandchild(std::string path)           forks a sleeping grandchild (in
+//                                              its process group), writes its pid
+//                                              to `path`, then sleeps forever
 //   CountInitializerRuns(int) -> int           runs of InitCounter in this worker
 
 // Initializers: InitCounter (counts runs), InitFails (always fails).

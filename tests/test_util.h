@@ -22,17 +22,23 @@
 namespace forkserver {
 namespace testing {
 
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    const ::absl::Status assert_ok_status_ = (expr);     \
-    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_; \
-  } while (false)
+inline const absl::Status& StatusOf(const absl::Status& status) {
+  return status;
+}
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& status_or) {
+  return status_or.status();
+}
 
-#define EXPECT_OK(expr)                                  \
-  do {                                                   \
-    const ::absl::Status expect_ok_status_ = (expr);     \
-    EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_; \
-  } while (false)
+MATCHER(IsOk, "is OK") {
+  if (StatusOf(arg).ok()) return true;
+  *result_listener << "status is " << StatusOf(arg);
+  return false;
+}
+
+// Both take << for more context.
+#define ASSERT_OK(expr) ASSERT_THAT((expr), ::forkserver::testing::IsOk())
+#define EXPECT_OK(expr) EXPECT_THAT((expr), ::forkserver::testing::IsOk())
 
 MATCHER_P(StatusIs, code, "") {
   if (arg.code() == code) return true;
