@@ -607,11 +607,12 @@ void PoolCore::HandleDeath(int64_t serial) {
     Deliver([callback = options_.on_process_down, info] { callback(info); });
   }
   const int index = worker.index;
+  const bool started = worker.up;
   by_serial_.erase(serial);
-  workers_.erase(index);
+  workers_.erase(index);  // `worker` is gone from here on.
 
   if (!clean && !controlled && state_ != State::kTerminate) {
-    absl::Status limited = limiter_.Step(now, /*started=*/worker.up);
+    absl::Status limited = limiter_.Step(now, started);
     if (!limited.ok()) TripRestartLimiter(limited);
   }
 }
