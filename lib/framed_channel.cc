@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -24,24 +25,28 @@ uint32_t DecodeLength(const char* p) {
 }  // namespace
 
 absl::StatusOr<size_t> FrameReader::Fill(int fd, bool return_on_eintr) {
-  // Compact before growing, so the buffer does not creep.
-  if (offset_ > 0 && offset_ == buffer_.size()) {
-    buffer_.clear();
-    offset_ = 0;
-  } else if (offset_ > kReadChunk) {
-    buffer_.erase(0, offset_);
+  // Move unread bytes to the front, then make room for one more chunk.
+  if (offset_ > 0) {
+    std::memmove(buffer_.get(), buffer_.get() + offset_, size_ - offset_);
+    size_ -= offset_;
     offset_ = 0;
   }
-  const size_t old_size = buffer_.size();
-  buffer_.resize(old_size + kReadChunk);
+  if (capacity_ - size_ < kReadChunk) {
+    const size_t capacity = std::max(capacity_ * 2, size_ + kReadChunk);
+    std::unique_ptr<char[]> bigger(new char[capacity]);
+    if (size_ > 0) std::memcpy(bigger.get(), buffer_.get(), size_);
+    buffer_ = std::move(bigger);
+    capacity_ = capacity;
+  }
   while (true) {
-    ssize_t n = ::read(fd, buffer_.data() + old_size, kReadChunk);
+    const size_t room = capacity_ - size_;
+    ssize_t n = ::read(fd, buffer_.get() + size_, room);
     if (n >= 0) {
-      buffer_.resize(old_size + static_cast<size_t>(n));
+      size_ += static_cast<size_t>(n);
+      drained_ = static_cast<size_t>(n) < room;
       return static_cast<size_t>(n);
     }
     if (errno == EINTR && !return_on_eintr) continue;
-    buffer_.resize(old_size);
     if (errno == EINTR) return absl::AbortedError("interrupted");
     if (errno == EAGAIN) return absl::UnavailableError("would block");
     if (errno == ECONNRESET) return static_cast<size_t>(0);  // As EOF.
@@ -49,15 +54,15 @@ absl::StatusOr<size_t> FrameReader::Fill(int fd, bool return_on_eintr) {
   }
 }
 
-absl::StatusOr<std::optional<std::string>> FrameReader::Next() {
+absl::StatusOr<std::optional<absl::string_view>> FrameReader::Next() {
   if (buffered() < kHeaderBytes) return std::nullopt;
-  const size_t length = DecodeLength(buffer_.data() + offset_);
+  const size_t length = DecodeLength(buffer_.get() + offset_);
   if (length > kMaxFrameBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "frame of ", length, " bytes exceeds the cap of ", kMaxFrameBytes));
   }
   if (buffered() < kHeaderBytes + length) return std::nullopt;
-  std::string frame = buffer_.substr(offset_ + kHeaderBytes, length);
+  absl::string_view frame(buffer_.get() + offset_ + kHeaderBytes, length);
   offset_ += kHeaderBytes + length;
   return frame;
 }

@@ -10,6 +10,7 @@
 #define FORKSERVER_LIB_FRAMED_CHANNEL_H_
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -31,17 +32,25 @@ class FrameReader {
   // notice a signal).
   absl::StatusOr<size_t> Fill(int fd, bool return_on_eintr = false);
 
-  // The next complete frame in the buffer, or nullopt. INVALID_ARGUMENT
-  // if a frame announces more than kMaxFrameBytes (the stream is then
-  // unusable).
-  absl::StatusOr<std::optional<std::string>> Next();
+  // The next complete frame in the buffer, or nullopt. The view is valid
+  // until the next Fill(). INVALID_ARGUMENT if a frame announces more than
+  // kMaxFrameBytes (the stream is then unusable).
+  absl::StatusOr<std::optional<absl::string_view>> Next();
 
   // Bytes received but not yet returned as frames.
-  size_t buffered() const { return buffer_.size() - offset_; }
+  size_t buffered() const { return size_ - offset_; }
+  // The last Fill() read less than it had room for: the socket had nothing
+  // more at that moment (no need to try again before the next readiness).
+  bool drained() const { return drained_; }
 
  private:
-  std::string buffer_;
+  // A plain growable buffer: unlike std::string::resize, growing it does
+  // not zero what read() is about to overwrite.
+  std::unique_ptr<char[]> buffer_;
+  size_t capacity_ = 0;
+  size_t size_ = 0;
   size_t offset_ = 0;
+  bool drained_ = false;
 };
 
 class FrameWriter {

@@ -17,6 +17,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "lib/child_handle.h"
 #include "lib/pool_worker.h"
 #include "lib/registry.h"
@@ -393,12 +394,18 @@ void PoolCore::FlushWorker(Worker& worker) {
 void PoolCore::ReadChannel(Worker& worker) {
   while (true) {
     absl::StatusOr<size_t> read = worker.reader.Fill(worker.channel.get());
-    if (!read.ok() || *read == 0) break;  // Would block, or EOF.
+    // Would block, EOF, or the socket had no more for now.
+    if (!read.ok() || *read == 0 || worker.reader.drained()) break;
   }
+  // An arena per batch: a result of thousands of values is one allocation.
+  google::protobuf::Arena arena;
   while (true) {
-    absl::StatusOr<std::optional<std::string>> frame = worker.reader.Next();
-    wire::ToParent message;
-    if (!frame.ok() || (frame->has_value() && !message.ParseFromString(**frame))) {
+    absl::StatusOr<std::optional<absl::string_view>> frame = worker.reader.Next();
+    auto* message = google::protobuf::Arena::CreateMessage<wire::ToParent>(&arena);
+    if (!frame.ok() ||
+        (frame->has_value() &&
+         !message->ParseFromArray((*frame)->data(),
+                                  static_cast<int>((*frame)->size())))) {
       Log(absl::StrCat("PoolWorker-", worker.index, " pid:",
                        worker.process->pid(),
                        " sent an undecodable message; killing it"));
@@ -406,11 +413,11 @@ void PoolCore::ReadChannel(Worker& worker) {
       return;
     }
     if (!frame->has_value()) return;
-    HandleMessage(worker, message);
+    HandleMessage(worker, *message);
   }
 }
 
-void PoolCore::HandleMessage(Worker& worker, const wire::ToParent& message) {
+void PoolCore::HandleMessage(Worker& worker, wire::ToParent& message) {
   switch (message.msg_case()) {
     case wire::ToParent::kUp:
       worker.up = true;
@@ -420,7 +427,7 @@ void PoolCore::HandleMessage(Worker& worker, const wire::ToParent& message) {
       HandleAccepted(worker, message.accepted());
       break;
     case wire::ToParent::kDone:
-      HandleDone(worker, message.done());
+      HandleDone(worker, *message.mutable_done());
       break;
     case wire::ToParent::kExiting:
       worker.exit_reason = message.exiting().reason();
@@ -459,8 +466,7 @@ void PoolCore::HandleAccepted(Worker& worker,
   }
   dispatch.accepted = true;
   dispatch.accepted_at = absl::Now();
-  dispatch.args.clear();
-  dispatch.args.shrink_to_fit();
+  std::string().swap(dispatch.payload);
   dispatch.soft = job.options.soft_timeout.has_value()
                       ? job.options.soft_timeout
                       : options_.soft_timeout;
@@ -489,7 +495,7 @@ void PoolCore::HandleAccepted(Worker& worker,
   }
 }
 
-void PoolCore::HandleDone(Worker& worker, const wire::TaskDone& done) {
+void PoolCore::HandleDone(Worker& worker, wire::TaskDone& done) {
   auto it = dispatches_.find(done.dispatch());
   if (it == dispatches_.end()) return;
   Dispatch& dispatch = it->second;
@@ -512,20 +518,22 @@ void PoolCore::HandleDone(Worker& worker, const wire::TaskDone& done) {
   }
   if (!dispatch.hard_fired) {
     std::vector<absl::StatusOr<std::string>> outcomes;
-    outcomes.reserve(done.outcomes_size());
-    for (const wire::TaskOutcome& outcome : done.outcomes()) {
-      if (outcome.has_error()) {
-        const wire::TaskError& error = outcome.error();
-        if (error.type() == "SoftTimeLimitExceeded") {
-          outcomes.push_back(SoftTimeLimitExceededError());
-        } else {
-          outcomes.push_back(TaskErrorStatus(
-              static_cast<absl::StatusCode>(error.code()),
-              TaskErrorInfo{error.type(), error.message(), error.context()}));
-        }
-      } else {
-        outcomes.push_back(outcome.value());
+    outcomes.reserve(done.values_size());
+    for (std::string& value : *done.mutable_values()) {
+      outcomes.emplace_back(std::move(value));
+    }
+    for (const wire::ItemError& item : done.errors()) {
+      if (item.index() < 0 ||
+          static_cast<size_t>(item.index()) >= outcomes.size()) {
+        continue;
       }
+      const wire::TaskError& error = item.error();
+      outcomes[item.index()] =
+          error.type() == "SoftTimeLimitExceeded"
+              ? SoftTimeLimitExceededError()
+              : TaskErrorStatus(static_cast<absl::StatusCode>(error.code()),
+                                TaskErrorInfo{error.type(), error.message(),
+                                              error.context()});
     }
     SetItems(*dispatch.job, dispatch.first_item, std::move(outcomes));
   }
@@ -680,8 +688,11 @@ void PoolCore::SetItems(internal::JobState& job, size_t first,
       job.ready = true;
       became_ready = true;
       failure = job.failure;
-      if (failure.ok() && job.kind != internal::JobKind::kImap &&
-          job.kind != internal::JobKind::kImapUnordered) {
+      const bool wants_values =
+          (job.kind == internal::JobKind::kApply && job.options.callback) ||
+          (job.kind == internal::JobKind::kMap && job.options.map_callback);
+      if (failure.ok() && wants_values) {
+        values.reserve(job.items.size());
         for (auto& item : job.items) values.push_back(**item);
       }
     }
@@ -737,6 +748,38 @@ absl::StatusOr<std::shared_ptr<internal::JobState>> PoolCore::Submit(
     absl::MutexLock lock(&job->mutex);
     job->items.resize(args.size());
   }
+  const size_t n = args.size();
+  size_t chunk = 1;
+  if (kind == internal::JobKind::kMap) {
+    const size_t workers = static_cast<size_t>(processes());
+    chunk = job->options.chunksize.has_value()
+                ? static_cast<size_t>(*job->options.chunksize)
+                : std::max<size_t>(1, (n + 4 * workers - 1) / (4 * workers));
+  } else if (kind != internal::JobKind::kApply) {
+    chunk = static_cast<size_t>(job->options.chunksize.value_or(1));
+  }
+  // Serialized once, here, outside the pool's lock; the arguments move in.
+  std::vector<Dispatch> prepared;
+  for (size_t first = 0; first < n; first += chunk) {
+    Dispatch dispatch;
+    dispatch.id = ++next_dispatch_;
+    dispatch.job = job;
+    dispatch.first_item = first;
+    dispatch.item_count = std::min(chunk, n - first);
+    google::protobuf::Arena arena;  // One allocation for a chunk's items.
+    wire::ToWorker& message =
+        *google::protobuf::Arena::CreateMessage<wire::ToWorker>(&arena);
+    wire::PoolTask& task = *message.mutable_task();
+    task.set_dispatch(dispatch.id);
+    task.set_job(job->id);
+    task.set_task(job->task);
+    for (size_t i = first; i < first + dispatch.item_count; ++i) {
+      task.add_args(std::move(args[i]));
+    }
+    message.SerializeToString(&dispatch.payload);
+    prepared.push_back(std::move(dispatch));
+  }
+  job->chunks = static_cast<int>(prepared.size());
 
   {
     absl::MutexLock lock(&mu_);
@@ -756,28 +799,9 @@ absl::StatusOr<std::shared_ptr<internal::JobState>> PoolCore::Submit(
       ++slots_in_use_;
       job->holds_slot = true;
     }
-    const size_t n = args.size();
-    size_t chunk = 1;
-    if (kind == internal::JobKind::kMap) {
-      chunk = job->options.chunksize.has_value()
-                  ? static_cast<size_t>(*job->options.chunksize)
-                  : std::max<size_t>(
-                        1, (n + 4 * processes_ - 1) / (4 * processes_));
-    } else if (kind != internal::JobKind::kApply) {
-      chunk = static_cast<size_t>(job->options.chunksize.value_or(1));
-    }
-    for (size_t first = 0; first < n; first += chunk) {
-      Dispatch dispatch;
-      dispatch.id = ++next_dispatch_;
-      dispatch.job = job;
-      dispatch.first_item = first;
-      dispatch.item_count = std::min(chunk, n - first);
-      dispatch.args.assign(std::make_move_iterator(args.begin() + first),
-                           std::make_move_iterator(args.begin() + first +
-                                                   dispatch.item_count));
+    for (Dispatch& dispatch : prepared) {
       queue_.push_back(dispatch.id);
       dispatches_.emplace(dispatch.id, std::move(dispatch));
-      ++job->chunks;
     }
     if (n == 0) SetItems(*job, 0, {});
     DispatchQueued();
@@ -850,13 +874,7 @@ void PoolCore::DispatchQueued() {
     const int64_t id = queue_.front();
     queue_.pop_front();
     Dispatch& dispatch = dispatches_.at(id);
-    wire::ToWorker message;
-    wire::PoolTask& task = *message.mutable_task();
-    task.set_dispatch(id);
-    task.set_job(dispatch.job->id);
-    task.set_task(dispatch.job->task);
-    for (const std::string& arg : dispatch.args) task.add_args(arg);
-    Send(*best, message);
+    (void)best->writer.Append(dispatch.payload);
     dispatch.worker = best->serial;
     best->outstanding.push_back(id);
     if (std::find(touched.begin(), touched.end(), best) == touched.end()) {
@@ -976,6 +994,10 @@ void PoolCore::ArmTimer() {
   for (const auto& [index, worker] : workers_) {
     next = std::min(next, worker->kill_at);
   }
+  // A system call per event batch adds up: re-arm only on a new deadline.
+  // (A passed deadline fires at once, and its handling moves it on.)
+  if (next == armed_ && next > absl::Now()) return;
+  armed_ = next;
   itimerspec spec{};
   if (next != absl::InfiniteFuture()) {
     // A zero it_value would disarm: fire in at least a nanosecond.

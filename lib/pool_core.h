@@ -100,7 +100,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
     int64_t id = 0;
     std::shared_ptr<internal::JobState> job;
     size_t first_item = 0;
-    std::vector<std::string> args;  // Until accepted (a requeue resends).
+    // The serialized ToWorker task, until accepted (a requeue resends it).
+    std::string payload;
     size_t item_count = 0;
     int64_t worker = 0;             // Serial; 0 while queued.
     bool accepted = false;
@@ -131,11 +132,11 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Maintain() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadChannel(Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleMessage(Worker& worker, const wire::ToParent& message)
+  void HandleMessage(Worker& worker, wire::ToParent& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleAccepted(Worker& worker, const wire::TaskAccepted& accepted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleDone(Worker& worker, const wire::TaskDone& done)
+  void HandleDone(Worker& worker, wire::TaskDone& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleDeath(int64_t serial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleTimers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -182,7 +183,9 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   RestartLimiter limiter_ ABSL_GUARDED_BY(mu_);
   int slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_serial_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t next_dispatch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> next_dispatch_{0};
+  // The timer's current deadline, to re-arm it only when it changes.
+  absl::Time armed_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::Time next_maintenance_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool initial_died_ ABSL_GUARDED_BY(mu_) = false;
   bool joined_ ABSL_GUARDED_BY(mu_) = false;

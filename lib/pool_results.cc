@@ -86,8 +86,10 @@ absl::Status AsyncResult::Cancel() const {
   return core->Cancel(*job_);
 }
 
-absl::StatusOr<std::vector<std::string>> MapResult::Get(
-    absl::Duration timeout) const {
+absl::Status MapResult::Visit(
+    absl::Duration timeout,
+    const std::function<absl::Status(size_t, const std::string&)>& visit)
+    const {
   internal::JobState& job = *job_;
   if (!internal::WaitFor(job, DeadlineAfter(timeout), [&job]() {
         return job.ready;
@@ -96,9 +98,23 @@ absl::StatusOr<std::vector<std::string>> MapResult::Get(
   }
   absl::MutexLock lock(&job.mutex);
   if (!job.failure.ok()) return job.failure;
+  for (const auto& item : job.items) {
+    absl::Status visited = visit(job.items.size(), **item);
+    if (!visited.ok()) return visited;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> MapResult::Get(
+    absl::Duration timeout) const {
   std::vector<std::string> values;
-  values.reserve(job.items.size());
-  for (const auto& item : job.items) values.push_back(**item);
+  absl::Status visited =
+      Visit(timeout, [&values](size_t count, const std::string& bytes) {
+        if (values.empty()) values.reserve(count);
+        values.push_back(bytes);
+        return absl::OkStatus();
+      });
+  if (!visited.ok()) return visited;
   return values;
 }
 

@@ -85,17 +85,27 @@ class MapResult : public AsyncResult {
   template <typename T>
   absl::StatusOr<std::vector<T>> GetAs(
       absl::Duration timeout = absl::InfiniteDuration()) const {
-    absl::StatusOr<std::vector<std::string>> all = Get(timeout);
-    if (!all.ok()) return all.status();
     std::vector<T> values;
-    values.reserve(all->size());
-    for (const std::string& bytes : *all) {
-      absl::StatusOr<T> value = internal::DecodeAs<T>(bytes);
-      if (!value.ok()) return value.status();
-      values.push_back(*std::move(value));
-    }
+    absl::Status visited = Visit(
+        timeout, [&values](size_t count, const std::string& bytes) {
+          if (values.empty()) values.reserve(count);
+          absl::StatusOr<T> value = internal::DecodeAs<T>(bytes);
+          if (!value.ok()) return value.status();
+          values.push_back(*std::move(value));
+          return absl::OkStatus();
+        });
+    if (!visited.ok()) return visited;
     return values;
   }
+
+ private:
+  // Once ready, calls visit(item count, bytes) for each item in order
+  // (without copying them out first); the job's error, or the first error
+  // `visit` returns, ends it.
+  absl::Status Visit(
+      absl::Duration timeout,
+      const std::function<absl::Status(size_t, const std::string&)>& visit)
+      const;
 };
 
 class ImapIterator {

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/arena.h"
 #include "lib/entry_runner.h"
 #include "lib/framed_channel.h"
 #include "lib/pool_errors.h"
@@ -66,16 +67,24 @@ class Worker {
   [[noreturn]] void Run();
 
  private:
+  // A message received and not yet handled, parsed into its own arena (a
+  // chunk of thousands of arguments is then one allocation).
+  struct Pending {
+    std::unique_ptr<google::protobuf::Arena> arena;
+    wire::ToWorker* message;
+  };
+
   void Send(const wire::ToParent& message);
   void Flush();
   // The next message from the pool; exits 0 when the channel closes.
-  wire::ToWorker Receive();
+  Pending Receive();
   // In synack mode: waits for the pool's answer to `dispatch`, keeping
   // other messages for later.
   bool AwaitSynAck(int64_t dispatch);
   void RunTask(const wire::PoolTask& task);
-  wire::TaskOutcome RunOne(TaskInvoker invoker, const wire::PoolTask& task,
-                           const std::string& arg);
+  // Runs item `index` of `task`, adding its value or error to `done`.
+  void RunOne(TaskInvoker invoker, const wire::PoolTask& task, int index,
+              wire::TaskDone& done);
   // Recycling, when a limit says so; returns the reason or "".
   std::string RecycleReason();
   [[noreturn]] void Exit(int code, const std::string& reason);
@@ -83,7 +92,7 @@ class Worker {
   wire::WorkerConfig config_;
   FrameReader reader_;
   FrameWriter writer_;
-  std::deque<wire::ToWorker> pending_;
+  std::deque<Pending> pending_;
   int64_t completed_ = 0;
 };
 
@@ -100,49 +109,56 @@ void Worker::Flush() {
   }
 }
 
-wire::ToWorker Worker::Receive() {
+Worker::Pending Worker::Receive() {
   while (pending_.empty()) {
     while (true) {
-      absl::StatusOr<std::optional<std::string>> frame = reader_.Next();
+      absl::StatusOr<std::optional<absl::string_view>> frame = reader_.Next();
       if (!frame.ok()) Exit(1, frame.status().ToString());
       if (!frame->has_value()) break;
-      wire::ToWorker message;
-      if (!message.ParseFromString(**frame)) {
+      Pending next;
+      next.arena = std::make_unique<google::protobuf::Arena>();
+      next.message =
+          google::protobuf::Arena::CreateMessage<wire::ToWorker>(next.arena.get());
+      if (!next.message->ParseFromArray((*frame)->data(),
+                                        static_cast<int>((*frame)->size()))) {
         Exit(1, "undecodable message from the pool");
       }
-      pending_.push_back(std::move(message));
+      pending_.push_back(std::move(next));
     }
     if (!pending_.empty()) break;
     Flush();  // About to block: what we have to say goes out first.
     absl::StatusOr<size_t> read = reader_.Fill(kPoolChannelFd);
     if (!read.ok() || *read == 0) Exit(0, "");  // The pool closed.
   }
-  wire::ToWorker message = std::move(pending_.front());
+  Pending next = std::move(pending_.front());
   pending_.pop_front();
-  return message;
+  return next;
 }
 
 bool Worker::AwaitSynAck(int64_t dispatch) {
-  std::deque<wire::ToWorker> held;
+  std::deque<Pending> held;
   while (true) {
-    wire::ToWorker message = Receive();
-    if (message.has_synack() && message.synack().dispatch() == dispatch) {
+    Pending next = Receive();
+    if (next.message->has_synack() &&
+        next.message->synack().dispatch() == dispatch) {
       for (auto it = held.rbegin(); it != held.rend(); ++it) {
         pending_.push_front(std::move(*it));
       }
-      return message.synack().accept();
+      return next.message->synack().accept();
     }
-    held.push_back(std::move(message));
+    held.push_back(std::move(next));
   }
 }
 
-wire::TaskOutcome Worker::RunOne(TaskInvoker invoker,
-                                 const wire::PoolTask& task,
-                                 const std::string& arg) {
-  wire::TaskOutcome outcome;
+void Worker::RunOne(TaskInvoker invoker, const wire::PoolTask& task,
+                    int index, wire::TaskDone& done) {
+  // values[i] belongs to item i: a failed item leaves an empty value.
+  std::string* value = done.add_values();
   auto fail = [&](absl::StatusCode code, std::string type,
                   std::string message) {
-    wire::TaskError& error = *outcome.mutable_error();
+    wire::ItemError& item = *done.add_errors();
+    item.set_index(index);
+    wire::TaskError& error = *item.mutable_error();
     error.set_code(static_cast<int>(code));
     error.set_type(std::move(type));
     error.set_message(std::move(message));
@@ -154,11 +170,11 @@ wire::TaskOutcome Worker::RunOne(TaskInvoker invoker,
     fail(absl::StatusCode::kNotFound, "absl::Status",
          absl::StrCat("no task named '", task.task(),
                       "' is registered (FORKSERVER_REGISTER_TASK)"));
-    return outcome;
+    return;
   }
   TaskContext context(config_.index(), task.job(), &soft_limit_flag);
   try {
-    absl::StatusOr<std::string> result = invoker(arg, context);
+    absl::StatusOr<std::string> result = invoker(task.args(index), context);
     if (result.ok()) {
       if (result->size() > kMaxFrameBytes - 1024) {
         fail(absl::StatusCode::kInvalidArgument, "absl::Status",
@@ -166,7 +182,7 @@ wire::TaskOutcome Worker::RunOne(TaskInvoker invoker,
                           " bytes exceeds the channel's cap of ",
                           kMaxFrameBytes, " bytes"));
       } else {
-        outcome.set_value(*std::move(result));
+        *value = *std::move(result);
       }
     } else if (GetPoolError(result.status()) ==
                PoolError::kSoftTimeLimitExceeded) {
@@ -182,7 +198,6 @@ wire::TaskOutcome Worker::RunOne(TaskInvoker invoker,
     fail(absl::StatusCode::kUnknown, "unknown exception",
          "a non-std exception was thrown");
   }
-  return outcome;
 }
 
 void Worker::RunTask(const wire::PoolTask& task) {
@@ -199,13 +214,16 @@ void Worker::RunTask(const wire::PoolTask& task) {
   running_dispatch = static_cast<sig_atomic_t>(task.dispatch() & 0x7fffffff);
   soft_limit_flag = 0;
   TaskInvoker invoker = FindTask(task.task());
-  wire::ToParent done;
-  done.mutable_done()->set_dispatch(task.dispatch());
-  for (const std::string& arg : task.args()) {
-    *done.mutable_done()->add_outcomes() = RunOne(invoker, task, arg);
-  }
+  // One arena for the whole result message: a chunk of thousands of items
+  // would otherwise cost an allocation per value.
+  google::protobuf::Arena arena;
+  auto* done = google::protobuf::Arena::CreateMessage<wire::ToParent>(&arena);
+  wire::TaskDone& items = *done->mutable_done();
+  items.set_dispatch(task.dispatch());
+  items.mutable_values()->Reserve(task.args_size());
+  for (int i = 0; i < task.args_size(); ++i) RunOne(invoker, task, i, items);
   running_dispatch = 0;
-  Send(done);
+  Send(*done);
   ++completed_;
 }
 
@@ -267,10 +285,10 @@ void Worker::Run() {
   Send(up);
   Flush();
   while (true) {
-    wire::ToWorker message = Receive();
-    if (message.has_shutdown()) Exit(0, "");
-    if (!message.has_task()) continue;  // A stale synack: ignore.
-    RunTask(message.task());
+    Pending next = Receive();
+    if (next.message->has_shutdown()) Exit(0, "");
+    if (!next.message->has_task()) continue;  // A stale synack: ignore.
+    RunTask(next.message->task());
     if (std::string reason = RecycleReason(); !reason.empty()) {
       Exit(kRecycleExitCode, reason);
     }

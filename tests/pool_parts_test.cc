@@ -83,10 +83,10 @@ TEST(FramedChannelTest, FramesSurviveBatchingAndSplitting) {
   FrameReader reader;
   std::vector<std::string> received;
   while (received.size() < frames.size()) {
-    absl::StatusOr<std::optional<std::string>> next = reader.Next();
+    absl::StatusOr<std::optional<absl::string_view>> next = reader.Next();
     ASSERT_OK(next.status());
     if (next->has_value()) {
-      received.push_back(**next);
+      received.push_back(std::string(**next));
       continue;
     }
     absl::StatusOr<size_t> read = reader.Fill(b.get());
