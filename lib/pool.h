@@ -71,8 +71,11 @@ struct WorkerInfo {
   // Stable slot, 0..processes-1; a replacement takes the lowest free one.
   int index = 0;
   pid_t pid = 0;
-  // Set in on_process_down: the exit code (-N for signal N).
+  // Set in on_process_down: the exit code (-N for signal N), and what the
+  // worker said when it left on its own ("completed 100 tasks", "exceeded
+  // memory limit (…KiB / …KiB)", "initializer 'X' failed: …").
   std::optional<int> exitcode;
+  std::string exit_reason;
 };
 
 // billiard's options, one by one. Invalid values make Pool::Create fail

@@ -302,7 +302,7 @@ absl::Status PoolCore::StartWorker(int index, bool initial) {
   Watch(epoll_.get(), worker->channel.get(), kChannel, worker->serial);
   Watch(epoll_.get(), worker->process->sentinel(), kSentinel, worker->serial);
   by_serial_[worker->serial] = worker.get();
-  WorkerInfo info{index, worker->process->pid(), std::nullopt};
+  WorkerInfo info{index, worker->process->pid(), std::nullopt, ""};
   workers_[index] = std::move(worker);
   if (options_.on_process_up) {
     Deliver([callback = options_.on_process_up, info] { callback(info); });
@@ -611,7 +611,8 @@ void PoolCore::HandleDeath(int64_t serial) {
   if (options_.on_process_down) {
     WorkerInfo info{worker.index, pid,
                     exitcode == kUnknownExit ? std::nullopt
-                                             : std::optional<int>(exitcode)};
+                                             : std::optional<int>(exitcode),
+                    worker.exit_reason};
     Deliver([callback = options_.on_process_down, info] { callback(info); });
   }
   const int index = worker.index;
@@ -1270,7 +1271,7 @@ std::vector<WorkerInfo> PoolCore::Workers() const {
   absl::MutexLock lock(&mu_);
   std::vector<WorkerInfo> infos;
   for (const auto& [index, worker] : workers_) {
-    infos.push_back({index, worker->process->pid(), std::nullopt});
+    infos.push_back({index, worker->process->pid(), std::nullopt, ""});
   }
   return infos;
 }

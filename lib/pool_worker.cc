@@ -235,12 +235,10 @@ std::string Worker::RecycleReason() {
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
     if (usage.ru_maxrss > config_.max_memory_kib()) {
-      std::string reason = absl::StrCat(
-          "child process exiting after exceeding memory limit (",
-          usage.ru_maxrss, "KiB / ", config_.max_memory_kib(), "KiB)");
-      std::fprintf(stderr, "forkserver pool worker %d: %s\n", ::getpid(),
-                   reason.c_str());
-      return reason;
+      // No warning printed: recycling is routine (the pool reports the
+      // reason in on_process_down).
+      return absl::StrCat("exceeded memory limit (", usage.ru_maxrss,
+                          "KiB / ", config_.max_memory_kib(), "KiB)");
     }
   }
   return "";

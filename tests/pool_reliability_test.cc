@@ -156,6 +156,24 @@ TEST_P(PoolReliabilityTest, HardLimitFailsTheJobAndReplacesTheWorker) {
   EXPECT_THAT(Log(), IsEmpty()) << "a hard limit is not an error exit";
 }
 
+TEST_P(PoolReliabilityTest, HardLimitEscalatesToKillWhenTermIsIgnored) {
+  PoolOptions pool_options = Options(1);
+  pool_options.hard_kill_grace = absl::Milliseconds(100);
+  auto pool = MakePool(pool_options);
+  ASSERT_NE(pool, nullptr);
+  const pid_t before = pool->Workers().at(0).pid;
+  CallOptions options;
+  options.timeout = absl::Milliseconds(200);
+  EXPECT_EQ(GetPoolError(pool->Apply<int>("IgnoreSigtermAndSleep", 60'000,
+                                          options).status()),
+            PoolError::kTimeLimitExceeded);
+  // SIGTERM was ignored; the SIGKILL after the grace was not.
+  ASSERT_TRUE(Eventually([&] { return Exited(before); }));
+  EXPECT_EQ(*pool->Apply<int>("Square", 3), 9);
+  pool->Close();
+  ASSERT_OK(pool->Join());
+}
+
 TEST_P(PoolReliabilityTest, HardLimitKillsTheWorkersProcessGroup) {
   auto pool = MakePool(Options(1));
   ASSERT_NE(pool, nullptr);
@@ -218,7 +236,10 @@ TEST_P(PoolReliabilityTest, KilledWorkerFailsItsJobWithWorkerLost) {
   EXPECT_THAT(exits->Get(absl::Seconds(30)).status(),
               StatusIs(absl::StatusCode::kAborted,
                        HasSubstr("exitcode 3 Job:")));
-  EXPECT_EQ(*pool->Apply<int>("Square", 4), 16);  // Replaced.
+  EXPECT_EQ(*pool->Apply<int>("Square", 4), 16);  // Replaced...
+  ASSERT_EQ(pool->Workers().size(), 1u);
+  EXPECT_EQ(pool->Workers()[0].index, 0);  // ...in the same slot.
+  EXPECT_NE(pool->Workers()[0].pid, pid);
   pool->Close();
   ASSERT_OK(pool->Join());
   EXPECT_THAT(Log(), Contains(HasSubstr("exited with 'signal 9 (SIGKILL)'")));
@@ -274,6 +295,7 @@ TEST_P(PoolReliabilityTest, RecyclingAfterMaxTasksIsQuietAndUncounted) {
   ASSERT_GE(downs.size(), 3u);
   EXPECT_EQ(downs[0].exitcode, 155);
   EXPECT_EQ(downs[1].exitcode, 155);
+  EXPECT_EQ(downs[0].exit_reason, "completed 2 tasks");
   // The worker-side exit hook saw each recycling.
   std::ifstream file(exit_log);
   std::string line;

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/proto/test_messages.pb.h"
 
 namespace forkserver {
 namespace testing {
@@ -30,6 +31,16 @@ absl::StatusOr<std::string> Echo(const std::string& s, TaskContext&) {
   return s;
 }
 FORKSERVER_REGISTER_TASK(Echo);
+
+absl::StatusOr<SquareReply> SquareMessage(const SquareRequest& request,
+                                          TaskContext& context) {
+  SquareReply reply;
+  reply.set_square(request.value() * request.value());
+  reply.set_label(request.label());
+  reply.set_worker_index(context.worker_index());
+  return reply;
+}
+FORKSERVER_REGISTER_TASK(SquareMessage);
 
 absl::StatusOr<int> WorkerPid(const int&, TaskContext&) { return ::getpid(); }
 FORKSERVER_REGISTER_TASK(WorkerPid);
@@ -63,6 +74,13 @@ bool SleepFor(int ms, Stop stop) {
   }
   return stop();
 }
+
+absl::StatusOr<int> IgnoreSigtermAndSleep(const int& ms, TaskContext&) {
+  ::signal(SIGTERM, SIG_IGN);
+  SleepFor(ms, [] { return false; });
+  return ms;
+}
+FORKSERVER_REGISTER_TASK(IgnoreSigtermAndSleep);
 
 absl::StatusOr<int> SleepMillis(const int& ms, TaskContext&) {
   SleepFor(ms, [] { return false; });

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "lib/forkserver.h"
+#include "tests/proto/test_messages.pb.h"
 
 namespace forkserver {
 namespace testing {
@@ -17,6 +18,8 @@ namespace testing {
 //   Square(int) -> int
 //   Add(int, int) -> int
 //   Echo(std::string) -> std::string
+//   SquareMessage(SquareRequest) -> SquareReply   Protobuf in and out
+//   IgnoreSigtermAndSleep(int ms) -> int       SIG_IGN for SIGTERM, then sleeps
 //   WorkerPid(int) -> int                      the worker's pid
 //   WorkerIndex(int) -> int                    TaskContext::worker_index()
 //   FailWith(std::string) -> error INVALID_ARGUMENT with that message

@@ -71,6 +71,31 @@ TEST_P(PoolTest, ApplyReturnsTheTypedResult) {
   ASSERT_OK(pool->Join());
 }
 
+TEST_P(PoolTest, ProtobufMessagesInAndOut) {
+  auto pool = MakePool(Options());
+  ASSERT_NE(pool, nullptr);
+  testing::SquareRequest request;
+  request.set_value(12);
+  request.set_label("twelve");
+  absl::StatusOr<testing::SquareReply> reply =
+      pool->Apply<testing::SquareReply>("SquareMessage", request);
+  ASSERT_OK(reply.status());
+  EXPECT_EQ(reply->square(), 144);
+  EXPECT_EQ(reply->label(), "twelve");
+  std::vector<testing::SquareRequest> many(10);
+  for (int i = 0; i < 10; ++i) many[i].set_value(i);
+  absl::StatusOr<std::vector<testing::SquareReply>> replies =
+      pool->Map<testing::SquareReply>("SquareMessage", many);
+  ASSERT_OK(replies.status());
+  for (int i = 0; i < 10; ++i) EXPECT_EQ((*replies)[i].square(), i * i);
+  // A reply of the wrong type does not decode: a clear error.
+  EXPECT_THAT(pool->Apply<testing::SquareReply>("Echo", "\xff\xff").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("undecodable")));
+  pool->Close();
+  ASSERT_OK(pool->Join());
+}
+
 TEST_P(PoolTest, MapKeepsOrderWithAnyChunking) {
   auto pool = MakePool(Options(3));
   ASSERT_NE(pool, nullptr);
