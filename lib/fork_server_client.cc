@@ -13,6 +13,7 @@
 #include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "forkserver/listener.h"
 #include "lib/init.h"
 #include "lib/seqpacket.h"
 #include "lib/server_launcher.h"
@@ -143,6 +144,7 @@ absl::Status ReceiveFromServer(int socket, absl::Time deadline,
 }
 
 std::string DescribeServerLoss(pid_t server_pid) {
+  if (server_pid == 0) return "the fork server went away";
   absl::MutexLock lock(&client_mutex);
   ClientState& state = State();
   if (state.server != nullptr && state.server->pid() == server_pid &&
@@ -195,6 +197,15 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
   }
 }
 
+absl::StatusOr<ServerConnection> ConnectToSocket(const std::string& socket_path) {
+  RETURN_IF_ERROR(CheckSocketPath(socket_path));
+  const absl::Time deadline =
+      absl::Now() + GetForkServerOptions().request_timeout;
+  ASSIGN_OR_RETURN(UniqueFd socket, ConnectSocket(socket_path, deadline));
+  RETURN_IF_ERROR(SendHello(socket.get()));
+  return ServerConnection(std::move(socket), /*server_pid=*/0);
+}
+
 absl::StatusOr<ServerReply> ServerConnection::Receive(absl::Time deadline) {
   Packet packet;
   absl::Status received = ReceiveFromServer(socket_.get(), deadline, &packet);
@@ -229,6 +240,7 @@ absl::StatusOr<ServerReply> ServerConnection::Request(
       hello.message.hello().version() != wire::PROTOCOL_VERSION_1) {
     return absl::InternalError("unexpected hello reply from the fork server");
   }
+  if (server_pid_ == 0) server_pid_ = hello.message.hello().server_pid();
   return Receive(deadline);
 }
 

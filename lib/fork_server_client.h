@@ -93,6 +93,7 @@ class ServerConnection {
                                       absl::Span<const int> fds = {});
 
   int socket() const { return socket_.get(); }
+  // 0 until known (a server we did not launch tells it in its hello).
   UniqueFd TakeSocket() { return std::move(socket_); }
   pid_t server_pid() const { return server_pid_; }
 
@@ -103,6 +104,11 @@ class ServerConnection {
   pid_t server_pid_;
 };
 absl::StatusOr<ServerConnection> ConnectToForkServer();
+
+// A connection to the fork server listening at `socket_path` (one this
+// process did not launch, e.g. tools/forkserverd), its hello sent.
+// UNAVAILABLE when nobody listens there.
+absl::StatusOr<ServerConnection> ConnectToSocket(const std::string& socket_path);
 
 // How many requests are waiting for the fork server's answer right now
 // (hello or spawn). For tests and monitoring.
