@@ -43,24 +43,27 @@ absl::Status NotReady(JobId id, absl::Duration timeout) {
       "job ", id, " is not ready after ", absl::FormatDuration(timeout)));
 }
 
+// OK once the job is ready within `timeout`, else DEADLINE_EXCEEDED.
+absl::Status WaitReady(internal::JobState& job, absl::Duration timeout) {
+  if (!internal::WaitFor(job, DeadlineAfter(timeout),
+                         [&job]() { return job.ready; })) {
+    return NotReady(job.id, timeout);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> AsyncResult::Get(absl::Duration timeout) const {
   internal::JobState& job = *job_;
-  if (!internal::WaitFor(job, DeadlineAfter(timeout), [&job]() {
-        return job.ready;
-      })) {
-    return NotReady(job.id, timeout);
-  }
+  if (absl::Status ready = WaitReady(job, timeout); !ready.ok()) return ready;
   absl::MutexLock lock(&job.mutex);
   if (!job.failure.ok()) return job.failure;
   return **job.items[0];
 }
 
 bool AsyncResult::Wait(absl::Duration timeout) const {
-  internal::JobState& job = *job_;
-  return internal::WaitFor(job, DeadlineAfter(timeout),
-                           [&job]() { return job.ready; });
+  return WaitReady(*job_, timeout).ok();
 }
 
 bool AsyncResult::Successful() const {
@@ -91,11 +94,7 @@ absl::Status MapResult::Visit(
     const std::function<absl::Status(size_t, const std::string&)>& visit)
     const {
   internal::JobState& job = *job_;
-  if (!internal::WaitFor(job, DeadlineAfter(timeout), [&job]() {
-        return job.ready;
-      })) {
-    return NotReady(job.id, timeout);
-  }
+  if (absl::Status ready = WaitReady(job, timeout); !ready.ok()) return ready;
   absl::MutexLock lock(&job.mutex);
   if (!job.failure.ok()) return job.failure;
   for (const auto& item : job.items) {

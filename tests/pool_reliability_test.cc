@@ -26,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/forkserver.h"
+#include "tests/pool_fixture.h"
 #include "tests/pool_tasks.h"
 #include "tests/test_util.h"
 
@@ -67,30 +68,8 @@ const bool exit_log_set = [] {
   return true;
 }();
 
-class PoolReliabilityTest : public ::testing::TestWithParam<StartMethod> {
+class PoolReliabilityTest : public testing::PoolFixture {
  protected:
-  PoolOptions Options(int processes = 2) {
-    PoolOptions options;
-    options.processes = processes;
-    options.start_method = GetParam();
-    options.log = [this](absl::string_view line) {
-      absl::MutexLock lock(&log_mutex_);
-      log_.push_back(std::string(line));
-    };
-    return options;
-  }
-
-  std::unique_ptr<Pool> MakePool(PoolOptions options) {
-    absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create(std::move(options));
-    EXPECT_OK(pool.status());
-    return pool.ok() ? *std::move(pool) : nullptr;
-  }
-
-  std::vector<std::string> Log() {
-    absl::MutexLock lock(&log_mutex_);
-    return log_;
-  }
-
   // Starts a long task and waits until a worker has accepted it.
   AsyncResult StartSleeper(Pool& pool, CallOptions options = {}) {
     absl::StatusOr<AsyncResult> result =
@@ -100,8 +79,6 @@ class PoolReliabilityTest : public ::testing::TestWithParam<StartMethod> {
     return *result;
   }
 
-  absl::Mutex log_mutex_;
-  std::vector<std::string> log_ ABSL_GUARDED_BY(log_mutex_);
 };
 
 TEST_P(PoolReliabilityTest, SoftLimitReachesTheTaskWhichMayRecover) {

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/forkserver.h"
+#include "tests/pool_fixture.h"
 #include "tests/pool_tasks.h"
 #include "tests/test_util.h"
 
@@ -31,33 +32,7 @@ CallOptions Chunked(int chunksize) {
   return options;
 }
 
-class PoolTest : public ::testing::TestWithParam<StartMethod> {
- protected:
-  PoolOptions Options(int processes = 2) {
-    PoolOptions options;
-    options.processes = processes;
-    options.start_method = GetParam();
-    options.log = [this](absl::string_view line) {
-      absl::MutexLock lock(&log_mutex_);
-      log_.push_back(std::string(line));
-    };
-    return options;
-  }
-
-  std::unique_ptr<Pool> MakePool(PoolOptions options) {
-    absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create(std::move(options));
-    EXPECT_OK(pool.status());
-    return pool.ok() ? *std::move(pool) : nullptr;
-  }
-
-  std::vector<std::string> Log() {
-    absl::MutexLock lock(&log_mutex_);
-    return log_;
-  }
-
-  absl::Mutex log_mutex_;
-  std::vector<std::string> log_ ABSL_GUARDED_BY(log_mutex_);
-};
+using PoolTest = testing::PoolFixture;
 
 TEST_P(PoolTest, ApplyReturnsTheTypedResult) {
   auto pool = MakePool(Options());

@@ -9,7 +9,6 @@
 //   BM_ApplyRoundTrip   apply_async(noop, (i,)).get() one at a time:
 //                       p50/p99 us
 
-#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -95,14 +94,3 @@ BENCHMARK(BM_ApplyRoundTrip)->UseRealTime()->MinTime(3);
 
 }  // namespace
 }  // namespace forkserver
-
-int main(int argc, char** argv) {
-  if (absl::Status init = forkserver::Init(argc, argv); !init.ok()) {
-    std::fprintf(stderr, "%s\n", init.ToString().c_str());
-    return 1;
-  }
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -77,14 +76,3 @@ BENCHMARK_CAPTURE(BM_StartJoin, spawn, StartMethod::kSpawn)
 
 }  // namespace
 }  // namespace forkserver
-
-int main(int argc, char** argv) {
-  if (absl::Status init = forkserver::Init(argc, argv); !init.ok()) {
-    std::fprintf(stderr, "%s\n", init.ToString().c_str());
-    return 1;
-  }
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
