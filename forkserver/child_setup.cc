@@ -10,7 +10,6 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -89,22 +88,45 @@ void InstallFds(const ChildSetupPlan& plan, ChildState& state) {
   }
 }
 
-int CloseRange(unsigned int first, unsigned int last) {
-#ifdef SYS_close_range
-  if (::syscall(SYS_close_range, first, last, 0) == 0) return 0;
-  if (errno != ENOSYS) return -1;
-#endif
-  // Kernels before 5.9: close one by one, up to the descriptor limit (not
-  // to ~0U, which would take seconds).
-  struct rlimit limit;
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
-  unsigned int end = limit.rlim_cur == RLIM_INFINITY
-                         ? 1u << 20
-                         : static_cast<unsigned int>(limit.rlim_cur);
-  if (last >= end) last = end - 1;
-  for (unsigned int fd = first; fd <= last && fd < end; ++fd) ::close(fd);
+}  // namespace
+
+// The fallback when close_range fails (kernels before 5.9, or a seccomp
+// profile that refuses it): walk /proc/self/fd with raw getdents64 (no
+// opendir: it allocates) and close what is in [first, last]. Closing while
+// listing is fine; a closed number may just be listed again as gone.
+int CloseFdRangeByListingAsyncSafe(unsigned int first, unsigned int last) {
+  const int dir = static_cast<int>(
+      ::syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir < 0) return -1;
+  alignas(8) char buffer[4096];
+  while (true) {
+    const long n = ::syscall(SYS_getdents64, dir, buffer, sizeof(buffer));
+    if (n < 0) {
+      ::close(dir);
+      return -1;
+    }
+    if (n == 0) break;
+    for (long offset = 0; offset < n;) {
+      // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+      unsigned short reclen;
+      __builtin_memcpy(&reclen, buffer + offset + 16, sizeof(reclen));
+      const char* name = buffer + offset + 19;
+      offset += reclen;
+      if (name[0] < '0' || name[0] > '9') continue;
+      unsigned int fd = 0;
+      for (const char* c = name; *c >= '0' && *c <= '9'; ++c) {
+        fd = fd * 10 + static_cast<unsigned int>(*c - '0');
+      }
+      if (fd >= first && fd <= last && fd != static_cast<unsigned int>(dir)) {
+        ::close(static_cast<int>(fd));
+      }
+    }
+  }
+  ::close(dir);
   return 0;
 }
+
+namespace {
 
 // Closes every descriptor except 0, 1, 2, the installed targets and the
 // report descriptor. Gaps between kept descriptors are closed too (Boost
@@ -131,15 +153,22 @@ void CloseOtherFds(const ChildSetupPlan& plan, const ChildState& state) {
   for (int i = 0; i < count; ++i) {
     if (keep[i] < 0) continue;
     unsigned int kept = static_cast<unsigned int>(keep[i]);
-    if (kept > next && CloseRange(next, kept - 1) != 0) {
+    if (kept > next && CloseFdRangeAsyncSafe(next, kept - 1) != 0) {
       Fail(state, ChildStep::kCloseFds, errno);
     }
     if (kept + 1 > next) next = kept + 1;
   }
-  if (CloseRange(next, ~0u) != 0) Fail(state, ChildStep::kCloseFds, errno);
+  if (CloseFdRangeAsyncSafe(next, ~0u) != 0) Fail(state, ChildStep::kCloseFds, errno);
 }
 
 }  // namespace
+
+int CloseFdRangeAsyncSafe(unsigned int first, unsigned int last) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, first, last, 0) == 0) return 0;
+#endif
+  return CloseFdRangeByListingAsyncSafe(first, last);
+}
 
 const char* ChildStepName(ChildStep step) {
   switch (step) {

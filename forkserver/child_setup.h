@@ -105,6 +105,13 @@ static_assert(sizeof(ChildSetupFailure) == 8);
 // it reports and _exit()s.
 void RunChildSetupAsyncSafe(const ChildSetupPlan& plan);
 
+// Closes every open descriptor in [first, last]: close_range(2), or, where
+// that fails (old kernel, seccomp), a walk of /proc/self/fd. -1 with errno
+// when neither works. Async-signal-safe.
+int CloseFdRangeAsyncSafe(unsigned int first, unsigned int last);
+// Just the /proc/self/fd walk (exposed for its test).
+int CloseFdRangeByListingAsyncSafe(unsigned int first, unsigned int last);
+
 // Parent side: the status for a failure record, e.g.
 // INTERNAL "child setup step 'install_fds' failed: Bad file descriptor".
 // ENOENT/EACCES from execve map to NOT_FOUND/PERMISSION_DENIED.

@@ -27,6 +27,7 @@
 #include "forkserver/request_validation.h"
 #include "forkserver/spawner.h"
 #include "lib/entry_runner.h"
+#include "lib/monotonic_clock.h"
 #include "lib/registry.h"
 #include "lib/seqpacket.h"
 #include "lib/status_macros.h"
@@ -127,7 +128,7 @@ class MappedArgument {
 class Server {
  public:
   explicit Server(ServerConfig config)
-      : config_(std::move(config)), started_(absl::Now()) {}
+      : config_(std::move(config)), started_(MonotonicNow()) {}
 
   absl::Status Run();
 
@@ -198,7 +199,7 @@ class Server {
   void DropIdleConnections();
 
   ServerConfig config_;
-  const absl::Time started_;
+  const absl::Time started_;  // Deadlines here are MonotonicNow()'s.
   UniqueFd epoll_;
   UniqueFd signals_;
   // Held open so that when the descriptor table is full one can be freed to
@@ -291,7 +292,7 @@ absl::Status Server::Run() {
       }
     }
     DropIdleConnections();
-    if (shutting_down_ && absl::Now() >= shutdown_deadline_) {
+    if (shutting_down_ && MonotonicNow() >= shutdown_deadline_) {
       KillRemainingChildren();
       break;
     }
@@ -309,12 +310,12 @@ int Server::NextTimeoutMillis() const {
     }
   }
   if (next == absl::InfiniteFuture()) return -1;
-  const int64_t millis = absl::ToInt64Milliseconds(next - absl::Now()) + 1;
+  const int64_t millis = absl::ToInt64Milliseconds(next - MonotonicNow()) + 1;
   return static_cast<int>(std::clamp<int64_t>(millis, 0, 60'000));
 }
 
 void Server::DropIdleConnections() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = MonotonicNow();
   std::vector<int> idle;
   for (const auto& [fd, connection] : connections_) {
     if ((connection.stage == Stage::kAwaitHello ||
@@ -340,11 +341,14 @@ void Server::OnListenerReadable() {
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if ((errno == EMFILE || errno == ENFILE) && reserve_fd_) {
-      // Free the reserve, take the connection, refuse it, take the reserve
-      // back: the listener would otherwise stay readable forever.
+      // Free the reserve, take one connection, refuse it, take the reserve
+      // back: a pending connection would otherwise keep the listener
+      // readable for ever. Then back to epoll, not round this loop:
+      // accept4 reports EMFILE even when nobody is waiting, and looping on
+      // that would spin for ever.
       reserve_fd_.reset();
-      UniqueFd refused(
-          ::accept4(config_.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      UniqueFd refused(::accept4(config_.listener.get(), nullptr, nullptr,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (refused) {
         wire::ServerMessage message = ErrorMessage(absl::ResourceExhaustedError(
             "fork server is out of file descriptors"));
@@ -354,8 +358,7 @@ void Server::OnListenerReadable() {
       }
       refused.reset();
       reserve_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-      if (!reserve_fd_) return;  // Try again on the next event.
-      continue;
+      return;
     }
     if (errno != EAGAIN) {
       Log(absl::StrCat("accept4: ", std::strerror(errno)));
@@ -368,7 +371,7 @@ void Server::AcceptOne(UniqueFd socket) {
   const int fd = socket.get();
   Connection& connection = connections_[fd];
   connection.socket = std::move(socket);
-  connection.deadline = absl::Now() + config_.request_timeout;
+  connection.deadline = MonotonicNow() + config_.request_timeout;
   Watch(fd, Source::kConnection);
   if (absl::Status peer = CheckPeerUid(fd, ::geteuid()); !peer.ok()) {
     Reject(fd, peer);
@@ -452,7 +455,7 @@ void Server::HandleStatus(Connection& connection) {
   wire::ServerMessage reply;
   wire::StatusReply& status = *reply.mutable_status();
   status.set_server_pid(::getpid());
-  status.set_uptime_usec(absl::ToInt64Microseconds(absl::Now() - started_));
+  status.set_uptime_usec(absl::ToInt64Microseconds(MonotonicNow() - started_));
   status.set_preload_usec(
       absl::ToInt64Microseconds(config_.preload_duration));
   status.set_live_children(static_cast<int>(children_.size()));
@@ -732,7 +735,7 @@ void Server::CloseConnection(int fd) {
 void Server::BeginShutdown(absl::string_view reason) {
   if (shutting_down_) return;
   shutting_down_ = true;
-  shutdown_deadline_ = absl::Now() + config_.shutdown_grace;
+  shutdown_deadline_ = MonotonicNow() + config_.shutdown_grace;
   Unwatch(config_.listener.get());
   config_.listener.reset();
   ::unlink(config_.socket_path.c_str());

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "forkserver/child_setup.h"
 #include "forkserver/listener.h"
 #include "forkserver/server.h"
 #include "forkserver/spawner.h"
@@ -64,7 +65,10 @@ ServeFlags ParseFlags(int argc, char** argv) {
 void CloseInheritedFds(int keep_a, int keep_b) {
   const int low = std::min(keep_a, keep_b), high = std::max(keep_a, keep_b);
   auto close_range = [](unsigned first, unsigned last) {
-    if (first <= last) ::syscall(SYS_close_range, first, last, 0);
+    if (first <= last && CloseFdRangeAsyncSafe(first, last) != 0) {
+      std::fprintf(stderr, "forkserver[%d]: could not close inherited fds\n",
+                   ::getpid());
+    }
   };
   close_range(3, low - 1);
   close_range(low + 1, high - 1);

@@ -1,5 +1,6 @@
 #include "lib/fork_server_client.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -79,7 +80,10 @@ absl::Status EnsureServer(ClientState& state)
 
 absl::StatusOr<UniqueFd> ConnectSocket(const std::string& path,
                                        absl::Time deadline) {
-  UniqueFd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  // Non-blocking while connecting: with the listen backlog full, a
+  // blocking connect() would wait for ever instead of saying EAGAIN.
+  UniqueFd socket(
+      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!socket) {
     if (errno == EMFILE || errno == ENFILE) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -94,8 +98,13 @@ absl::StatusOr<UniqueFd> ConnectSocket(const std::string& path,
   while (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address),
                    sizeof(address)) != 0) {
     if (errno == EINTR) continue;
-    if (errno == EAGAIN && absl::Now() < deadline) {
-      // The listen backlog is full; the server is busy, not dead.
+    if (errno == EAGAIN) {
+      // The listen backlog is full: the server is busy (or stuck), not dead.
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "fork server at ", path, " is not accepting connections (its "
+            "listen backlog stayed full)"));
+      }
       absl::SleepFor(absl::Milliseconds(1));
       continue;
     }
@@ -105,6 +114,9 @@ absl::StatusOr<UniqueFd> ConnectSocket(const std::string& path,
     }
     return ErrnoError(absl::StrCat("connect(", path, ")"));
   }
+  // Blocking from here on: sends of our small packets never wait long,
+  // and every receive has its deadline (ReceivePacket).
+  ::fcntl(socket.get(), F_SETFL, 0);
   return socket;
 }
 

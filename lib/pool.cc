@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(PoolOptions options) {
   return std::unique_ptr<Pool>(new Pool(*std::move(core)));
 }
 
-Pool::~Pool() = default;
+Pool::~Pool() { core_->Shutdown(); }
 
 absl::StatusOr<AsyncResult> Pool::ApplyAsyncBytes(absl::string_view task,
                                                   std::string arg,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "lib/child_handle.h"
+#include "lib/monotonic_clock.h"
 #include "lib/pool_worker.h"
 #include "lib/registry.h"
 #include "lib/status_macros.h"
@@ -164,7 +166,7 @@ absl::StatusOr<std::shared_ptr<PoolCore>> PoolCore::Create(
       start_failure = core->StartWorker(index, /*initial=*/true);
       if (!start_failure.ok()) {
         core->state_ = State::kTerminate;
-        for (auto& [i, worker] : core->workers_) {
+        for (auto& [serial, worker] : core->workers_) {
           worker->controlled = true;
           core->KillGroup(*worker, SIGKILL);
         }
@@ -188,11 +190,13 @@ absl::StatusOr<std::shared_ptr<PoolCore>> PoolCore::Create(
     return start_failure;
   }
   if (core->options_.threads) {
-    core->loop_ = std::thread([raw = core.get()] {
+    // The helper thread owns a reference: a Pool destroyed from one of its
+    // own callbacks stops the pool, and the core goes when this returns.
+    core->loop_ = std::thread([self = core] {
       while (true) {
-        raw->ProcessEvents(absl::InfiniteDuration());
-        absl::MutexLock lock(&raw->mu_);
-        if (raw->state_ != State::kRun && raw->Finished()) return;
+        self->ProcessEvents(absl::InfiniteDuration());
+        absl::MutexLock lock(&self->mu_);
+        if (self->state_ != State::kRun && self->Finished()) return;
       }
     });
   }
@@ -201,18 +205,35 @@ absl::StatusOr<std::shared_ptr<PoolCore>> PoolCore::Create(
 }
 
 PoolCore::~PoolCore() {
+  // Pool::~Pool already stopped us; here only the thread is left. Its own
+  // last reference may be what destroys us, on the thread itself.
+  if (loop_.joinable()) {
+    if (OnHelperThread()) {
+      loop_.detach();
+    } else {
+      loop_.join();
+    }
+  }
+}
+
+void PoolCore::Shutdown() {
   bool running, joined;
   {
     absl::MutexLock lock(&mu_);
     running = state_ == State::kRun;
     joined = joined_;
   }
+  // From a callback, Join() cannot wait for the helper thread; the pool
+  // still stops, and the thread finishes it.
   if (running) {
     (void)Terminate();
   } else if (!joined) {
     (void)Join();
   }
-  if (loop_.joinable()) loop_.join();
+}
+
+bool PoolCore::OnHelperThread() const {
+  return std::this_thread::get_id() == loop_.get_id();
 }
 
 void PoolCore::Log(absl::string_view line) {
@@ -301,9 +322,9 @@ absl::Status PoolCore::StartWorker(int index, bool initial) {
   worker->channel = std::move(parent_end);
   Watch(epoll_.get(), worker->channel.get(), kChannel, worker->serial);
   Watch(epoll_.get(), worker->process->sentinel(), kSentinel, worker->serial);
-  by_serial_[worker->serial] = worker.get();
   WorkerInfo info{index, worker->process->pid(), std::nullopt, ""};
-  workers_[index] = std::move(worker);
+  const int64_t serial = worker->serial;
+  workers_[serial] = std::move(worker);
   if (options_.on_process_up) {
     Deliver([callback = options_.on_process_up, info] { callback(info); });
   }
@@ -312,39 +333,40 @@ absl::Status PoolCore::StartWorker(int index, bool initial) {
 
 void PoolCore::Maintain() {
   if (state_ == State::kTerminate || !failure_.ok()) return;
-  if (absl::Now() < next_maintenance_ && next_maintenance_ != absl::InfiniteFuture()) {
+  if (MonotonicNow() < next_maintenance_ &&
+      next_maintenance_ != absl::InfiniteFuture()) {
     return;
   }
   next_maintenance_ = absl::InfiniteFuture();
   // Closing pools still replace workers while work remains.
   const bool work_left = !queue_.empty();
   if (state_ == State::kClose && !work_left) return;
-  int live = 0;
-  for (const auto& [index, worker] : workers_) {
-    if (!worker->retiring) ++live;
+  std::set<int> taken;  // Slots of the workers that stay.
+  for (const auto& [serial, worker] : workers_) {
+    if (!worker->retiring) taken.insert(worker->index);
   }
-  while (live < processes_) {
+  while (static_cast<int>(taken.size()) < processes_) {
     int index = 0;
-    while (workers_.count(index) > 0) ++index;  // Lowest free slot.
+    while (taken.count(index) > 0) ++index;  // Lowest free slot.
     absl::Status started = StartWorker(index, /*initial=*/false);
     if (!started.ok()) {
       Log(absl::StrCat("could not start PoolWorker-", index, ": ",
                        started.ToString()));
-      absl::Status limited = limiter_.Step(absl::Now(), /*started=*/false);
+      absl::Status limited = limiter_.Step(MonotonicNow(), /*started=*/false);
       if (!limited.ok()) {
         TripRestartLimiter(limited);
         return;
       }
-      next_maintenance_ = absl::Now() + kStartRetryDelay;
+      next_maintenance_ = MonotonicNow() + kStartRetryDelay;
       return;
     }
-    ++live;
+    taken.insert(index);
   }
 }
 
 PoolCore::Worker* PoolCore::FindWorker(int64_t serial) {
-  auto it = by_serial_.find(serial);
-  return it == by_serial_.end() ? nullptr : it->second;
+  auto it = workers_.find(serial);
+  return it == workers_.end() ? nullptr : it->second.get();
 }
 
 void PoolCore::KillGroup(Worker& worker, int signal) {
@@ -437,10 +459,21 @@ void PoolCore::HandleMessage(Worker& worker, wire::ToParent& message) {
   }
 }
 
+// Forgets `dispatch` at `worker`, whatever became of it.
+void PoolCore::DropOutstanding(Worker& worker, int64_t dispatch) {
+  auto pos = std::find(worker.outstanding.begin(), worker.outstanding.end(),
+                       dispatch);
+  if (pos != worker.outstanding.end()) worker.outstanding.erase(pos);
+}
+
 void PoolCore::HandleAccepted(Worker& worker,
                               const wire::TaskAccepted& accepted) {
   auto it = dispatches_.find(accepted.dispatch());
-  if (it == dispatches_.end()) return;
+  if (it == dispatches_.end() || it->second.worker != worker.serial) {
+    // Not (or no longer) this worker's: nothing to start the clock for.
+    DropOutstanding(worker, accepted.dispatch());
+    return;
+  }
   Dispatch& dispatch = it->second;
   internal::JobState& job = *dispatch.job;
   // A worker that accepts a job has started fine (billiard resets the
@@ -458,14 +491,13 @@ void PoolCore::HandleAccepted(Worker& worker,
     Send(worker, answer);
     FlushWorker(worker);
     if (cancelled) {
-      worker.outstanding.erase(std::find(worker.outstanding.begin(),
-                                         worker.outstanding.end(), dispatch.id));
+      DropOutstanding(worker, dispatch.id);
       dispatches_.erase(it);
       return;
     }
   }
   dispatch.accepted = true;
-  dispatch.accepted_at = absl::Now();
+  dispatch.accepted_at = MonotonicNow();
   std::string().swap(dispatch.payload);
   dispatch.soft = job.options.soft_timeout.has_value()
                       ? job.options.soft_timeout
@@ -497,9 +529,12 @@ void PoolCore::HandleAccepted(Worker& worker,
 
 void PoolCore::HandleDone(Worker& worker, wire::TaskDone& done) {
   auto it = dispatches_.find(done.dispatch());
-  if (it == dispatches_.end()) return;
+  if (it == dispatches_.end() || it->second.worker != worker.serial) {
+    DropOutstanding(worker, done.dispatch());
+    return;
+  }
   Dispatch& dispatch = it->second;
-  const absl::Time now = absl::Now();
+  const absl::Time now = MonotonicNow();
   if (dispatch.accepted && dispatch.item_count > 0) {
     const double per_item =
         absl::ToDoubleMicroseconds(now - dispatch.accepted_at) /
@@ -508,9 +543,7 @@ void PoolCore::HandleDone(Worker& worker, wire::TaskDone& done) {
                                    ? per_item
                                    : 0.8 * worker.average_item_usec + 0.2 * per_item;
   }
-  auto pos = std::find(worker.outstanding.begin(), worker.outstanding.end(),
-                       dispatch.id);
-  if (pos != worker.outstanding.end()) worker.outstanding.erase(pos);
+  DropOutstanding(worker, dispatch.id);
   if (worker.terminated_dispatch == dispatch.id) {
     // It finished before the signal ended it: a normal result.
     worker.terminated_dispatch = 0;
@@ -552,7 +585,7 @@ void PoolCore::HandleDeath(int64_t serial) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, worker.channel.get(), nullptr);
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, worker.process->sentinel(), nullptr);
   const pid_t pid = worker.process->pid();
-  const absl::Time now = absl::Now();
+  const absl::Time now = MonotonicNow();
 
   const bool clean = exitcode == 0 || exitcode == kRecycleExitCode;
   const bool controlled = worker.controlled || worker.terminate_signal != 0;
@@ -615,10 +648,8 @@ void PoolCore::HandleDeath(int64_t serial) {
                     worker.exit_reason};
     Deliver([callback = options_.on_process_down, info] { callback(info); });
   }
-  const int index = worker.index;
   const bool started = worker.up;
-  by_serial_.erase(serial);
-  workers_.erase(index);  // `worker` is gone from here on.
+  workers_.erase(serial);  // `worker` is gone from here on.
 
   if (!clean && !controlled && state_ != State::kTerminate) {
     absl::Status limited = limiter_.Step(now, started);
@@ -650,7 +681,7 @@ void PoolCore::TripRestartLimiter(absl::Status failure) {
   for (auto& [id, dispatch] : dispatches_) FailDispatch(dispatch, failure);
   dispatches_.clear();
   timed_.clear();
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     worker->controlled = true;
     worker->outstanding.clear();
     KillGroup(*worker, SIGKILL);
@@ -786,6 +817,13 @@ absl::StatusOr<std::shared_ptr<internal::JobState>> PoolCore::Submit(
     absl::MutexLock lock(&mu_);
     if (state_ != State::kRun) return NotRunning();
     if (job->options.wait_for_slot.value_or(options_.putlocks)) {
+      if (!SlotFreeOrStopped() && OnHelperThread()) {
+        // Only this thread frees slots: waiting here would wait for ever.
+        return absl::FailedPreconditionError(
+            "no put-lock slot is free, and a pool callback cannot wait for "
+            "one (it runs on the thread that frees them); submit with "
+            "CallOptions::wait_for_slot = false");
+      }
       if (!options_.threads) {
         // Nobody else would free a slot while we block: drive the events.
         while (!SlotFreeOrStopped()) {
@@ -859,7 +897,7 @@ size_t PoolCore::Window(const Worker& worker) const {
 void PoolCore::DispatchQueued() {
   if (queue_.empty()) return;
   std::vector<Worker*> candidates;
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     if (!worker->retiring && !worker->exited) candidates.push_back(worker.get());
   }
   std::vector<Worker*> touched;
@@ -887,7 +925,7 @@ void PoolCore::DispatchQueued() {
 
 void PoolCore::RetireIdleWhenClosing() {
   if (state_ != State::kClose || !queue_.empty()) return;
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     if (worker->retiring || !worker->outstanding.empty()) continue;
     wire::ToWorker message;
     message.mutable_shutdown();
@@ -900,7 +938,7 @@ void PoolCore::RetireIdleWhenClosing() {
 // ---------------------------------------------------------------- timers
 
 void PoolCore::HandleTimers() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = MonotonicNow();
   std::vector<int64_t> expired;
   for (int64_t id : timed_) {
     auto it = dispatches_.find(id);
@@ -946,19 +984,9 @@ void PoolCore::HandleTimers() {
       worker->retiring = true;
       KillGroup(*worker, SIGTERM);
       worker->kill_at = now + options_.hard_kill_grace;
-      // Jobs queued behind it get another worker.
-      std::vector<int64_t> waiting;
-      for (int64_t other : worker->outstanding) {
-        auto found = dispatches_.find(other);
-        if (found != dispatches_.end() && !found->second.accepted) {
-          waiting.push_back(other);
-        }
-      }
-      for (int64_t other : waiting) {
-        worker->outstanding.erase(std::find(worker->outstanding.begin(),
-                                            worker->outstanding.end(), other));
-      }
-      Requeue(std::move(waiting));
+      // Jobs sent to it but not started stay with it until it is gone
+      // (then they are requeued): it may still start them before it dies,
+      // and a job must not run twice.
     }
   }
   for (int64_t id : expired) {
@@ -966,7 +994,7 @@ void PoolCore::HandleTimers() {
     auto it = dispatches_.find(id);
     if (it != dispatches_.end() && it->second.lost) dispatches_.erase(it);
   }
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     if (now >= worker->kill_at) {
       KillGroup(*worker, SIGKILL);
       worker->kill_at = absl::InfiniteFuture();
@@ -992,18 +1020,18 @@ void PoolCore::ArmTimer() {
       next = std::min(next, dispatch.accepted_at + *dispatch.hard);
     }
   }
-  for (const auto& [index, worker] : workers_) {
+  for (const auto& [serial, worker] : workers_) {
     next = std::min(next, worker->kill_at);
   }
   // A system call per event batch adds up: re-arm only on a new deadline.
   // (A passed deadline fires at once, and its handling moves it on.)
-  if (next == armed_ && next > absl::Now()) return;
+  if (next == armed_ && next > MonotonicNow()) return;
   armed_ = next;
   itimerspec spec{};
   if (next != absl::InfiniteFuture()) {
     // A zero it_value would disarm: fire in at least a nanosecond.
     const absl::Duration left =
-        std::max(next - absl::Now(), absl::Nanoseconds(1));
+        std::max(next - MonotonicNow(), absl::Nanoseconds(1));
     spec.it_value = absl::ToTimespec(left);
   }
   ::timerfd_settime(timer_.get(), 0, &spec, nullptr);
@@ -1033,6 +1061,7 @@ void PoolCore::ProcessEvents(absl::Duration timeout) {
       } else if (tag == kTimer) {
         uint64_t expirations;
         (void)!::read(timer_.get(), &expirations, sizeof(expirations));
+        armed_ = absl::InfiniteFuture();  // One-shot: it is disarmed now.
       } else if (Worker* worker = FindWorker(serial)) {
         if (tag == kChannel) {
           if (events[i].events & EPOLLOUT) FlushWorker(*worker);
@@ -1063,9 +1092,11 @@ void PoolCore::ProcessEvents(absl::Duration timeout) {
 
 absl::Status PoolCore::TerminateJob(pid_t pid, int signal) {
   absl::MutexLock lock(&mu_);
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     if (worker->process->pid() != pid) continue;
     worker->terminate_signal = signal;
+    // Its death, whenever it comes, is ours: no error log, not counted.
+    worker->controlled = true;
     for (int64_t id : worker->outstanding) {
       auto it = dispatches_.find(id);
       if (it != dispatches_.end() && it->second.accepted) {
@@ -1089,6 +1120,7 @@ absl::Status PoolCore::Grow(int n) {
     processes_ += n;
     Maintain();
     DispatchQueued();
+    ArmTimer();  // Maintain may have scheduled a retry.
   }
   RunDeliveries();
   return absl::OkStatus();
@@ -1106,12 +1138,15 @@ absl::Status PoolCore::Shrink(int n) {
         ": at least one must remain"));
   }
   std::vector<Worker*> idle;
-  for (auto it = workers_.rbegin(); it != workers_.rend(); ++it) {
-    Worker& worker = *it->second;
-    if (!worker.retiring && !worker.exited && worker.outstanding.empty()) {
-      idle.push_back(&worker);
+  for (auto& [serial, worker] : workers_) {
+    if (!worker->retiring && !worker->exited && worker->outstanding.empty()) {
+      idle.push_back(worker.get());
     }
   }
+  // The highest slots go first, so the others stay 0..processes-1.
+  std::sort(idle.begin(), idle.end(), [](const Worker* a, const Worker* b) {
+    return a->index > b->index;
+  });
   // Check first, act after: never retire some and then fail (billiard P11).
   if (idle.size() < static_cast<size_t>(n)) {
     return absl::FailedPreconditionError(
@@ -1132,7 +1167,7 @@ absl::Status PoolCore::Shrink(int n) {
 absl::Status PoolCore::Restart() {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kRun) return NotRunning();
-  for (auto& [index, worker] : workers_) {
+  for (auto& [serial, worker] : workers_) {
     if (worker->retiring) continue;
     wire::ToWorker message;
     message.mutable_shutdown();
@@ -1149,7 +1184,7 @@ bool PoolCore::SlotFreeOrStopped() const {
 
 bool PoolCore::StartSettled() const {
   if (initial_died_) return true;
-  for (const auto& [index, worker] : workers_) {
+  for (const auto& [serial, worker] : workers_) {
     if (worker->initial && !worker->up) return false;
   }
   return true;
@@ -1206,8 +1241,8 @@ absl::Status PoolCore::Terminate() {
         timed_.erase(id);
         dispatches_.erase(id);
       }
-      const absl::Time now = absl::Now();
-      for (auto& [index, worker] : workers_) {
+      const absl::Time now = MonotonicNow();
+      for (auto& [serial, worker] : workers_) {
         worker->controlled = true;
         KillGroup(*worker, SIGTERM);
         worker->kill_at = now + options_.hard_kill_grace;
@@ -1221,7 +1256,7 @@ absl::Status PoolCore::Terminate() {
 }
 
 absl::Status PoolCore::Join() {
-  if (loop_.joinable() && std::this_thread::get_id() == loop_.get_id()) {
+  if (loop_.joinable() && OnHelperThread()) {
     return absl::FailedPreconditionError(
         "Join() from a pool callback would wait for itself");
   }
@@ -1270,9 +1305,11 @@ std::vector<std::pair<int, std::function<void()>>> PoolCore::Readers() {
 std::vector<WorkerInfo> PoolCore::Workers() const {
   absl::MutexLock lock(&mu_);
   std::vector<WorkerInfo> infos;
-  for (const auto& [index, worker] : workers_) {
-    infos.push_back({index, worker->process->pid(), std::nullopt, ""});
+  for (const auto& [serial, worker] : workers_) {
+    infos.push_back({worker->index, worker->process->pid(), std::nullopt, ""});
   }
+  std::sort(infos.begin(), infos.end(),
+            [](const WorkerInfo& a, const WorkerInfo& b) { return a.index < b.index; });
   return infos;
 }
 

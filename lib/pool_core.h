@@ -5,6 +5,10 @@
 // limits, lost workers, restarts, and the event processing that ties them
 // together. Internal to the library.
 //
+// Time: every deadline here (time limits, lost workers, kill escalation,
+// retries) is on MonotonicNow(), so a wall clock stepped back cannot hold
+// one off; the timerfd is CLOCK_MONOTONIC too.
+//
 // Concurrency: one mutex (mu_) guards all pool state. Events are collected
 // with epoll outside the lock and handled under it; user callbacks are
 // queued under the lock and run after it is released, on the thread that
@@ -46,6 +50,11 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
  public:
   static absl::StatusOr<std::shared_ptr<PoolCore>> Create(PoolOptions options);
   ~PoolCore();
+
+  // What destroying the Pool does: a running pool is terminated, a closed
+  // one joined (from a pool callback: stopped, and the helper thread
+  // finishes the rest).
+  void Shutdown();
 
   absl::StatusOr<std::shared_ptr<internal::JobState>> Submit(
       internal::JobKind kind, absl::string_view task,
@@ -118,6 +127,9 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   explicit PoolCore(PoolOptions options);
 
   void Log(absl::string_view line);
+  bool OnHelperThread() const;
+  void DropOutstanding(Worker& worker, int64_t dispatch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(std::function<void()> callback)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunDeliveries() ABSL_LOCKS_EXCLUDED(mu_);
@@ -174,8 +186,9 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   // Once the restart limiter trips: why every later call fails.
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int processes_ ABSL_GUARDED_BY(mu_);
-  std::map<int, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int64_t, Worker*> by_serial_ ABSL_GUARDED_BY(mu_);
+  // By serial (never reused). A retiring worker and its replacement can
+  // hold the same index for a while.
+  std::map<int64_t, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<int64_t, Dispatch> dispatches_ ABSL_GUARDED_BY(mu_);
   // Dispatches with a time limit or a lost-worker deadline.
   absl::flat_hash_set<int64_t> timed_ ABSL_GUARDED_BY(mu_);

@@ -185,6 +185,23 @@ TEST(ChildSetupTest, ParentDeathCheckCatchesAWrongParent) {
   Reap(child->pid);
 }
 
+TEST(ChildSetupTest, ClosingByListingClosesExactlyTheRange) {
+  // The fallback for when close_range(2) is refused (old kernel, seccomp).
+  std::vector<UniqueFd> fds;
+  for (int fd = 60; fd <= 70; ++fd) {
+    fds.emplace_back(::fcntl(0, F_DUPFD_CLOEXEC, fd));
+    ASSERT_EQ(fds.back().get(), fd) << "fd " << fd << " already taken";
+  }
+  ASSERT_EQ(CloseFdRangeByListingAsyncSafe(62, 67), 0);
+  for (int fd = 60; fd <= 70; ++fd) {
+    const bool open = ::fcntl(fd, F_GETFD) >= 0;
+    EXPECT_EQ(open, fd < 62 || fd > 67) << "fd " << fd;
+  }
+  for (UniqueFd& fd : fds) {
+    if (fd.get() >= 62 && fd.get() <= 67) (void)fd.release();  // Closed.
+  }
+}
+
 TEST(ChildSetupTest, CountThreadsSeesThreads) {
   absl::StatusOr<int> alone = CountThreads();
   ASSERT_OK(alone.status());

@@ -23,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/forkserver.h"
@@ -609,6 +610,117 @@ TEST_P(PoolReliabilityTest, EventLoopModeNeedsNoThreads) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*results[i].GetAs<int>(), i * i);
   EXPECT_EQ(GetPoolError(too_slow->Get().status()), PoolError::kTimeLimitExceeded);
   EXPECT_EQ(testing::ThreadCount(), threads_before);
+  pool->Close();
+  ASSERT_OK(pool->Join());
+}
+
+// A job that finishes just before TerminateJob's signal lands: its result
+// is delivered, and the worker's death is still the pool's doing (no error
+// log, no restart counted), found by review.
+TEST_P(PoolReliabilityTest, TerminateJobRacingTheJobsEndIsStillControlled) {
+  PoolOptions options = Options(2);
+  options.max_restarts = 0;  // A counted restart would close the pool.
+  auto pool = MakePool(options);
+  ASSERT_NE(pool, nullptr);
+  // Hold the helper thread in a callback, so results pile up unread.
+  absl::Notification held, release;
+  CallOptions blocking;
+  blocking.callback = [&](const std::string&) {
+    held.Notify();
+    release.WaitForNotification();
+  };
+  ASSERT_OK(pool->ApplyAsync("Square", 1, blocking).status());
+  held.WaitForNotification();
+  const std::string marker = absl::StrCat("/tmp/forkserver-touched-",
+                                          ::getpid(), "-", static_cast<int>(GetParam()));
+  ::unlink(marker.c_str());
+  absl::StatusOr<AsyncResult> quick = pool->ApplyAsync("TouchFile", marker);
+  ASSERT_OK(quick.status());
+  // The task has run (its file exists) and its result is on its way or
+  // waiting unread: now signal every worker.
+  ASSERT_TRUE(Eventually([&] { return ::access(marker.c_str(), F_OK) == 0; }));
+  ::unlink(marker.c_str());
+  const std::vector<WorkerInfo> workers = pool->Workers();
+  for (const WorkerInfo& worker : workers) {
+    (void)pool->TerminateJob(worker.pid);
+  }
+  release.Notify();
+  (void)quick->Get(absl::Seconds(30));  // Value or Terminated: both fine.
+  ASSERT_TRUE(quick->Ready());
+  EXPECT_OK(pool->MaintainPool());  // Not closed by the limiter.
+  EXPECT_EQ(*pool->Apply<int>("Square", 7), 49);
+  pool->Close();
+  ASSERT_OK(pool->Join());
+  EXPECT_THAT(Log(), IsEmpty());
+}
+
+TEST_P(PoolReliabilityTest, PutlockSubmitFromACallbackIsAnErrorNotADeadlock) {
+  PoolOptions options = Options(2);
+  options.putlocks = true;
+  options.semaphore = 1;
+  auto pool = MakePool(options);
+  ASSERT_NE(pool, nullptr);
+  // The one slot is taken by a long job...
+  AsyncResult holder = StartSleeper(*pool);
+  // ...and a job that skips the put lock tries, from its callback, to
+  // submit one that would wait for it: only the callback's own thread
+  // could free it.
+  absl::Notification done;
+  absl::Status from_callback;
+  CallOptions skip;
+  skip.wait_for_slot = false;
+  skip.callback = [&](const std::string&) {
+    from_callback = pool->ApplyAsync("Square", 2).status();
+    done.Notify();
+  };
+  ASSERT_OK(pool->ApplyAsync("Square", 1, skip).status());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_THAT(from_callback, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                      HasSubstr("wait_for_slot")));
+  ASSERT_OK(pool->TerminateJob(holder.WorkerPids().at(0)));
+  (void)holder.Get();
+  EXPECT_EQ(*pool->Apply<int>("Square", 3), 9);  // Still serving.
+  pool->Close();
+  ASSERT_OK(pool->Join());
+}
+
+TEST_P(PoolReliabilityTest, DestroyingThePoolFromItsOwnCallbackIsSafe) {
+  const int threads_before = testing::ThreadCount();
+  std::unique_ptr<Pool> pool = MakePool(Options(1));
+  ASSERT_NE(pool, nullptr);
+  absl::Notification destroyed;
+  CallOptions options;
+  options.callback = [&](const std::string&) {
+    pool.reset();  // The last owner lets go, on the pool's own thread.
+    destroyed.Notify();
+  };
+  absl::StatusOr<AsyncResult> job = pool->ApplyAsync("Square", 2, options);
+  ASSERT_OK(job.status());
+  ASSERT_TRUE(destroyed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(*job->GetAs<int>(), 4);
+  // The helper thread finishes the shutdown and goes.
+  EXPECT_TRUE(Eventually([&] { return testing::ThreadCount() == threads_before; }));
+}
+
+TEST_P(PoolReliabilityTest, RestartedWorkersKeepIndicesInRange) {
+  auto pool = MakePool(Options(2));
+  ASSERT_NE(pool, nullptr);
+  ASSERT_TRUE(pool->DidStartOk());
+  std::set<pid_t> old_pids;
+  for (const WorkerInfo& w : pool->Workers()) old_pids.insert(w.pid);
+  ASSERT_OK(pool->Restart());
+  ASSERT_TRUE(Eventually([&] {
+    std::vector<WorkerInfo> workers = pool->Workers();
+    return workers.size() == 2 && old_pids.count(workers[0].pid) == 0 &&
+           old_pids.count(workers[1].pid) == 0;
+  }));
+  std::set<int> indices;
+  for (const WorkerInfo& w : pool->Workers()) indices.insert(w.index);
+  EXPECT_EQ(indices, (std::set<int>{0, 1}));
+  absl::StatusOr<std::vector<int>> seen =
+      pool->Map<int>("WorkerIndex", std::vector<int>(20, 0));
+  ASSERT_OK(seen.status());
+  for (int index : *seen) EXPECT_TRUE(index == 0 || index == 1) << index;
   pool->Close();
   ASSERT_OK(pool->Join());
 }

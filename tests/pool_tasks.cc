@@ -42,6 +42,13 @@ absl::StatusOr<SquareReply> SquareMessage(const SquareRequest& request,
 }
 FORKSERVER_REGISTER_TASK(SquareMessage);
 
+absl::StatusOr<int> TouchFile(const std::string& path, TaskContext&) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ::close(fd);
+  return ::getpid();
+}
+FORKSERVER_REGISTER_TASK(TouchFile);
+
 absl::StatusOr<int> WorkerPid(const int&, TaskContext&) { return ::getpid(); }
 FORKSERVER_REGISTER_TASK(WorkerPid);
 

@@ -20,6 +20,7 @@ namespace testing {
 //   Echo(std::string) -> std::string
 //   SquareMessage(SquareRequest) -> SquareReply   Protobuf in and out
 //   IgnoreSigtermAndSleep(int ms) -> int       SIG_IGN for SIGTERM, then sleeps
+//   TouchFile(std::string path) -> int         creates `path`, returns its pid
 //   WorkerPid(int) -> int                      the worker's pid
 //   WorkerIndex(int) -> int                    TaskContext::worker_index()
 //   FailWith(std::string) -> error INVALID_ARGUMENT with that message

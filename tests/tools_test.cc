@@ -1,6 +1,7 @@
 // The standalone daemon and its CLI, as a user runs them: forkserverd
 // launches programs for RemoteCommand and forkserverctl.
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,9 @@
 #include "gtest/gtest.h"
 #include "lib/fork_server_client.h"
 #include "lib/remote_command.h"
+#include "lib/seqpacket.h"
+#include "proto/wire.pb.h"
+#include "tests/raw_client.h"
 #include "tests/subprocess.h"
 #include "tests/test_util.h"
 
@@ -126,6 +130,61 @@ TEST_F(ToolsTest, SigtermStopsTheDaemonAndItsPrograms) {
   EXPECT_EQ(*sleeper->Wait(), -SIGTERM);  // Told before the daemon left.
   struct stat st;
   EXPECT_NE(::stat(socket_.c_str(), &st), 0) << "socket left behind";
+}
+
+// Found by review: with its descriptor table full the server used to spin
+// in accept() for ever. Now it refuses what it cannot take, and recovers.
+TEST(ServerExhaustionTest, FullDescriptorTableRefusesAndRecovers) {
+  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  ASSERT_OK(dir.status());
+  const std::string socket = *dir + "/socket";
+  rlimit saved;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 40;  // The daemon inherits this.
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
+      testing::Background::Start(testing::RunfilesPath("tools/forkserverd"),
+                                 {absl::StrCat("--socket=", socket)});
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_OK(daemon.status());
+  const absl::Time up = absl::Now() + absl::Seconds(30);
+  while (!internal::ConnectToSocket(socket).ok()) {
+    ASSERT_LT(absl::Now(), up);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  // Fill its table with idle connections (each costs it one descriptor),
+  // until one is refused for want of descriptors.
+  std::vector<UniqueFd> idle;
+  bool refused = false;
+  for (int i = 0; i < 60 && !refused; ++i) {
+    UniqueFd connection = testing::RawConnect(socket);
+    Packet packet;
+    // A refused connection gets its error at once; an accepted one nothing.
+    absl::Status said = ReceivePacket(connection.get(),
+                                      absl::Now() + absl::Milliseconds(100), &packet);
+    wire::ServerMessage message;
+    if (said.ok() && message.ParseFromString(packet.bytes) && message.has_error()) {
+      EXPECT_THAT(message.error().message(), HasSubstr("out of file descriptors"));
+      refused = true;
+    }
+    idle.push_back(std::move(connection));
+  }
+  EXPECT_TRUE(refused) << "never ran out of descriptors";
+  idle.clear();  // Let them go: the server must be serving again.
+  absl::StatusOr<internal::ServerConnection> connection;
+  wire::ClientMessage request;
+  request.mutable_status();
+  absl::StatusOr<internal::ServerReply> reply;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    connection = internal::ConnectToSocket(socket);
+    if (connection.ok()) reply = connection->Request(request);
+  } while ((!connection.ok() || !reply.ok()) && absl::Now() < deadline);
+  ASSERT_OK(reply.status()) << "the server stopped serving";
+  EXPECT_GT(reply->message.status().rejected_total(), 0);
+  EXPECT_EQ(*(*daemon)->Stop(SIGTERM, absl::Seconds(30)), 0);
+  ::rmdir(dir->c_str());
 }
 
 }  // namespace
