@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lib/seqpacket.h"
 #include "proto/wire.pb.h"
 
 namespace forkserver {
@@ -19,7 +20,6 @@ namespace forkserver {
 // Limits on one request, beyond the packet caps of lib/seqpacket.h.
 inline constexpr size_t kMaxNameBytes = 255;
 inline constexpr size_t kMaxExecStrings = 4096;
-inline constexpr int kMaxChildFdNumber = 1 << 16;
 // An argument passed in a memfd can be this large.
 inline constexpr size_t kMaxMemfdArgBytes = size_t{1} << 30;
 

@@ -31,7 +31,6 @@ namespace {
 // Arguments up to this size travel inside the spawn request; larger ones
 // in a sealed memfd (the request packet is capped at kMaxPacketBytes).
 constexpr size_t kMaxInlineArgBytes = 32 * 1024;
-constexpr int kMaxChildFdNumber = 1 << 16;
 // How long a local child may take to finish setup (execve included).
 constexpr absl::Duration kLocalSetupTimeout = absl::Seconds(30);
 

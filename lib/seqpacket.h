@@ -28,6 +28,9 @@ namespace forkserver {
 
 inline constexpr size_t kMaxPacketBytes = 64 * 1024;
 inline constexpr int kMaxPacketFds = 64;
+// Highest descriptor number (exclusive) a child may be given, checked by
+// the sender and the server alike.
+inline constexpr int kMaxChildFdNumber = 1 << 16;
 
 struct Packet {
   std::string bytes;
