@@ -76,8 +76,9 @@ class MappedArgument {
       return absl::InvalidArgumentError("argument fd is not a memfd");
     }
     const int seals = ::fcntl(fd, F_GET_SEALS);
-    const int needed = F_SEAL_SHRINK | F_SEAL_WRITE;
-    if (seals < 0 || (seals & needed) != needed) {
+    constexpr int kSealFutureWrite = 0x0010;  // F_SEAL_FUTURE_WRITE.
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+        !(seals & (F_SEAL_WRITE | kSealFutureWrite))) {
       // Unsealed, the sender could shrink it under the child (SIGBUS).
       return absl::InvalidArgumentError(
           "argument fd is not a memfd sealed against writes and shrinking");

@@ -59,8 +59,13 @@ absl::StatusOr<UniqueFd> SealedMemfd(const char* name,
     if (n < 0) return ErrnoError("write to a memfd");
     done += static_cast<size_t>(n);
   }
+  // F_SEAL_FUTURE_WRITE, not F_SEAL_WRITE: the latter fails with EBUSY
+  // while the kernel still holds extra references to the pages just
+  // written (seen in a soak run), and all we need is that nobody writes
+  // or shrinks it from now on.
   if (::fcntl(fd.get(), F_ADD_SEALS,
-              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+              F_SEAL_SHRINK | F_SEAL_GROW | kSealFutureWrite | F_SEAL_SEAL) !=
+      0) {
     return ErrnoError("sealing a memfd");
   }
   return fd;

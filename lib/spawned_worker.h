@@ -28,8 +28,11 @@ inline constexpr char kWorkerFdFlag[] = "--forkserver-worker-fd=";
 // Parent side: a sealed, O_CLOEXEC memfd holding `launch`.
 absl::StatusOr<UniqueFd> WriteLaunchMemfd(const wire::WorkerLaunch& launch);
 
-// Writes `bytes` into a new sealed (no write, grow or shrink), O_CLOEXEC
-// memfd named `name`.
+// F_SEAL_FUTURE_WRITE (Linux 5.1), which older headers lack.
+inline constexpr int kSealFutureWrite = 0x0010;
+
+// Writes `bytes` into a new sealed (no more writes, growing or shrinking),
+// O_CLOEXEC memfd named `name`.
 absl::StatusOr<UniqueFd> SealedMemfd(const char* name,
                                      absl::string_view bytes);
 
