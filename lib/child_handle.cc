@@ -123,13 +123,5 @@ std::unique_ptr<ChildHandle> MakeServerChild(pid_t pid, UniqueFd pidfd,
                                        std::move(connection), server_pid);
 }
 
-std::string DescribeExitCode(int exitcode) {
-  if (exitcode < 0) {
-    const char* name = sigabbrev_np(-exitcode);
-    if (name == nullptr) return absl::StrCat("signal ", -exitcode);
-    return absl::StrCat("signal ", -exitcode, " (SIG", name, ")");
-  }
-  return absl::StrCat("exitcode ", exitcode);
-}
 
 }  // namespace forkserver

@@ -74,9 +74,6 @@ std::unique_ptr<ChildHandle> MakeServerChild(pid_t pid, UniqueFd pidfd,
                                              UniqueFd connection,
                                              pid_t server_pid);
 
-// "exitcode 3" / "signal 9 (SIGKILL)", billiard's human_status().
-std::string DescribeExitCode(int exitcode);
-
 }  // namespace forkserver
 
 #endif  // FORKSERVER_LIB_CHILD_HANDLE_H_

@@ -46,12 +46,13 @@ constexpr absl::Duration kStartRetryDelay = absl::Milliseconds(100);
 
 std::atomic<JobId> next_job_id{1};
 
+// Adds (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) `fd`'s registration.
 void Watch(int epoll, int fd, uint64_t tag, int64_t serial,
-           uint32_t events = EPOLLIN) {
+           uint32_t events = EPOLLIN, int op = EPOLL_CTL_ADD) {
   epoll_event event{};
   event.events = events;
   event.data.u64 = tag << kTagShift | (static_cast<uint64_t>(serial) & kSerialMask);
-  ::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
+  ::epoll_ctl(epoll, op, fd, &event);
 }
 
 std::string Describe(int exitcode) {
@@ -405,10 +406,8 @@ void PoolCore::FlushWorker(Worker& worker) {
   if (!flushed.ok()) return;  // It died; its sentinel will tell.
   const bool want_write = !worker.writer.empty();
   if (want_write != worker.want_write) {
-    epoll_event event{};
-    event.events = EPOLLIN | (want_write ? EPOLLOUT : 0);
-    event.data.u64 = uint64_t{kChannel} << kTagShift | worker.serial;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, worker.channel.get(), &event);
+    Watch(epoll_.get(), worker.channel.get(), kChannel, worker.serial,
+          want_write ? EPOLLIN | EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD);
     worker.want_write = want_write;
   }
 }

@@ -7,7 +7,6 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/child_handle.h"
 #include "proto/pool.pb.h"
 
 namespace forkserver {
@@ -66,6 +65,15 @@ std::optional<TaskErrorInfo> GetTaskErrorInfo(const absl::Status& status) {
   wire::TaskError error;
   if (!error.ParseFromString(std::string(*payload))) return std::nullopt;
   return TaskErrorInfo{error.type(), error.message(), error.context()};
+}
+
+std::string DescribeExitCode(int exitcode) {
+  if (exitcode < 0) {
+    const char* name = sigabbrev_np(-exitcode);
+    if (name == nullptr) return absl::StrCat("signal ", -exitcode);
+    return absl::StrCat("signal ", -exitcode, " (SIG", name, ")");
+  }
+  return absl::StrCat("exitcode ", exitcode);
 }
 
 std::string HumanDuration(absl::Duration duration) {

@@ -59,6 +59,10 @@ struct TaskErrorInfo {
 };
 std::optional<TaskErrorInfo> GetTaskErrorInfo(const absl::Status& status);
 
+// "exitcode 3" / "signal 9 (SIGKILL)" for an exit code (-N: signal N),
+// billiard's human_status().
+std::string DescribeExitCode(int exitcode);
+
 // "2 seconds", "1.5 seconds", "250 milliseconds", "1 minute 30 seconds".
 std::string HumanDuration(absl::Duration duration);
 

@@ -240,8 +240,12 @@ TEST(ForkServerTest, ServerExitsWhenItsOwnerDoesAndTakesWorkersAlong) {
   ASSERT_OK(owner.Join());
   EXPECT_EQ(owner.exitcode(), 0);
   // If either was gone already, pidfd_open failed: that is fine too.
-  if (server) EXPECT_TRUE(BecomesReadable(server.get(), absl::Seconds(10)));
-  if (worker) EXPECT_TRUE(BecomesReadable(worker.get(), absl::Seconds(10)));
+  if (server) {
+    EXPECT_TRUE(BecomesReadable(server.get(), absl::Seconds(10)));
+  }
+  if (worker) {
+    EXPECT_TRUE(BecomesReadable(worker.get(), absl::Seconds(10)));
+  }
   struct stat st;
   EXPECT_NE(::stat(report[1].c_str(), &st), 0) << "socket left behind";
   EXPECT_NE(::stat(report[1].substr(0, report[1].rfind('/')).c_str(), &st), 0)
@@ -400,7 +404,9 @@ TEST(ForkServerTest, ExecKindRunsProgramsAndReportsSetupFailures) {
     Packet packet;
     absl::Status received =
         ReceivePacket(socket.get(), absl::Now() + absl::Seconds(10), &packet);
-    if (received.ok()) ASSERT_TRUE(second->ParseFromString(packet.bytes));
+    if (received.ok()) {
+      ASSERT_TRUE(second->ParseFromString(packet.bytes));
+    }
   };
   wire::ServerMessage first, second;
   run("/bin/sh", "", &first, &second);
