@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
-#include "lib/seqpacket.h"
-#include "lib/status_macros.h"
+#include "lib/ipc/seqpacket.h"
+#include "lib/base/status_macros.h"
 
 namespace forkserver {
 namespace {
@@ -52,31 +52,46 @@ absl::Status CheckExecRequest(const wire::SpawnRequest& request) {
   if (exec.path().empty() || exec.path()[0] != '/') {
     return absl::InvalidArgumentError("exec path must be absolute");
   }
-  if (exec.argv().empty()) {
+  if (exec.strings_in_memfd()) {
+    if (!exec.argv().empty() || !exec.env().empty()) {
+      return absl::InvalidArgumentError(
+          "exec request with argv or env both inline and in a memfd");
+    }
+  } else {
+    RETURN_IF_ERROR(ValidateExecStrings(exec.argv(), exec.env(),
+                                        kMaxPacketBytes));
+  }
+  return CheckText("cwd", exec.cwd(), 4096);
+}
+
+}  // namespace
+
+absl::Status ValidateExecStrings(
+    const google::protobuf::RepeatedPtrField<std::string>& argv,
+    const google::protobuf::RepeatedPtrField<std::string>& env,
+    size_t max_string_bytes) {
+  if (argv.empty()) {
     return absl::InvalidArgumentError("exec request with an empty argv");
   }
-  if (static_cast<size_t>(exec.argv_size()) > kMaxExecStrings ||
-      static_cast<size_t>(exec.env_size()) > kMaxExecStrings) {
+  if (static_cast<size_t>(argv.size()) > kMaxExecStrings ||
+      static_cast<size_t>(env.size()) > kMaxExecStrings) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "exec request with ", exec.argv_size(), " arguments and ",
-        exec.env_size(), " environment entries (limit ", kMaxExecStrings,
-        " each)"));
+        "exec request with ", argv.size(), " arguments and ", env.size(),
+        " environment entries (limit ", kMaxExecStrings, " each)"));
   }
-  for (const std::string& arg : exec.argv()) {
-    RETURN_IF_ERROR(CheckText("an argv entry", arg, kMaxPacketBytes));
+  for (const std::string& arg : argv) {
+    RETURN_IF_ERROR(CheckText("an argv entry", arg, max_string_bytes));
   }
-  for (const std::string& entry : exec.env()) {
-    RETURN_IF_ERROR(CheckText("an environment entry", entry, kMaxPacketBytes));
+  for (const std::string& entry : env) {
+    RETURN_IF_ERROR(CheckText("an environment entry", entry, max_string_bytes));
     if (entry.find('=') == std::string::npos || entry[0] == '=') {
       return absl::InvalidArgumentError(absl::StrCat(
           "environment entry '", entry.substr(0, 64),
           "' is not of the form NAME=value"));
     }
   }
-  return CheckText("cwd", exec.cwd(), 4096);
+  return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<wire::ClientMessage> ParseClientMessage(
     absl::string_view bytes) {
@@ -118,8 +133,18 @@ absl::Status ValidateSpawnRequest(const wire::SpawnRequest& request,
       return absl::InvalidArgumentError(absl::StrCat(
           "spawn request of unknown kind ", static_cast<int>(request.kind())));
   }
-  const size_t expected = static_cast<size_t>(request.child_fds_size()) +
-                          (request.arg_in_memfd() ? 1 : 0);
+  if (request.survive_server() &&
+      (request.has_sandbox() || !request.sandbox_text().empty())) {
+    // Never a weaker promise in silence: the child is a child of its
+    // template, which dies with the server, and it dies with the template.
+    return absl::InvalidArgumentError(
+        "survive_server with a sandbox: a sandboxed child dies with its "
+        "template, which dies with the server");
+  }
+  const bool memfd =
+      request.arg_in_memfd() || request.exec().strings_in_memfd();
+  const size_t expected =
+      static_cast<size_t>(request.child_fds_size()) + (memfd ? 1 : 0);
   if (expected != fd_count) {
     return absl::InvalidArgumentError(absl::StrCat(
         "spawn request names ", expected, " descriptors but ", fd_count,

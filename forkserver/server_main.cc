@@ -7,18 +7,20 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "forkserver/child_setup.h"
+#include "forkserver/child/child_setup.h"
 #include "forkserver/listener.h"
 #include "forkserver/server.h"
-#include "forkserver/spawner.h"
-#include "lib/preload.h"
-#include "lib/unique_fd.h"
+#include "forkserver/child/spawner.h"
+#include "lib/registry/preload.h"
+#include "lib/base/unique_fd.h"
 
 namespace forkserver {
 namespace {
@@ -27,7 +29,9 @@ struct ServeFlags {
   std::string socket_path;
   int alive_fd = -1;
   int ready_fd = -1;
+  int lock_fd = -1;
   bool remove_socket_directory = false;
+  int warm_workers = 0;
 };
 
 [[noreturn]] void Die(absl::string_view message) {
@@ -47,6 +51,13 @@ ServeFlags ParseFlags(int argc, char** argv) {
       if (!absl::SimpleAtoi(arg, &flags.alive_fd)) Die("bad --alive-fd");
     } else if (absl::ConsumePrefix(&arg, "--ready-fd=")) {
       if (!absl::SimpleAtoi(arg, &flags.ready_fd)) Die("bad --ready-fd");
+    } else if (absl::ConsumePrefix(&arg, "--lock-fd=")) {
+      if (!absl::SimpleAtoi(arg, &flags.lock_fd)) Die("bad --lock-fd");
+    } else if (absl::ConsumePrefix(&arg, "--warm-workers=")) {
+      if (!absl::SimpleAtoi(arg, &flags.warm_workers) ||
+          flags.warm_workers < 0 || flags.warm_workers > kMaxWarmWorkers) {
+        Die(absl::StrCat("bad --warm-workers (0..", kMaxWarmWorkers, ")"));
+      }
     } else if (arg == "--remove-socket-directory") {
       flags.remove_socket_directory = true;
     } else {
@@ -60,19 +71,24 @@ ServeFlags ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-// The launcher may leave descriptors open by mistake (Boost.Process 1.81's
-// close_all skips some); none of them are ours to keep.
-void CloseInheritedFds(int keep_a, int keep_b) {
-  const int low = std::min(keep_a, keep_b), high = std::max(keep_a, keep_b);
+// The launcher may leave descriptors open by mistake; none but the given
+// ones (-1: none) are ours to keep.
+void CloseInheritedFds(std::vector<int> keep) {
+  keep.push_back(2);
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 3;
   auto close_range = [](unsigned first, unsigned last) {
     if (first <= last && CloseFdRangeAsyncSafe(first, last) != 0) {
       std::fprintf(stderr, "forkserver[%d]: could not close inherited fds\n",
                    ::getpid());
     }
   };
-  close_range(3, low - 1);
-  close_range(low + 1, high - 1);
-  close_range(high + 1, ~0u);
+  for (int fd : keep) {
+    if (fd < 3) continue;
+    if (static_cast<unsigned>(fd) > next) close_range(next, fd - 1);
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  close_range(next, ~0u);
   int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null >= 0) {
     ::dup2(null, STDIN_FILENO);
@@ -93,7 +109,7 @@ void CloseInheritedFds(int keep_a, int keep_b) {
 
 void ServerMain(int argc, char** argv) {
   const ServeFlags flags = ParseFlags(argc, argv);
-  CloseInheritedFds(flags.alive_fd, flags.ready_fd);
+  CloseInheritedFds({flags.alive_fd, flags.ready_fd, flags.lock_fd});
   ::fcntl(flags.alive_fd, F_SETFD, FD_CLOEXEC);
   ::fcntl(flags.ready_fd, F_SETFD, FD_CLOEXEC);
   ::prctl(PR_SET_NAME, "forkserver", 0, 0, 0);
@@ -108,19 +124,29 @@ void ServerMain(int argc, char** argv) {
                            " threads running; a fork server must be "
                            "single-threaded to fork safely"));
   }
-  absl::StatusOr<UniqueFd> listener = ListenAt(flags.socket_path);
+  ListenOptions listen_options;
+  listen_options.held_lock = flags.lock_fd;
+  absl::StatusOr<ListeningSocket> listener =
+      ListenAt(flags.socket_path, listen_options);
   if (!listener.ok()) FailStart(flags.ready_fd, listener.status().ToString());
+  // ListenAt holds its own copy of the launcher's lock.
+  if (flags.lock_fd >= 0) ::close(flags.lock_fd);
 
   (void)!::write(flags.ready_fd, "R", 1);
   ::close(flags.ready_fd);
 
   ServerConfig config;
-  config.listener = std::move(*listener);
-  config.socket_path = flags.socket_path;
-  config.remove_socket_directory = flags.remove_socket_directory;
+  config.listener = std::move(listener->listener);
+  // Through the directory's descriptor: the server's unlink at shutdown
+  // cannot be redirected by a changed path (issue 7, item 13).
+  config.socket_path = listener->PathThroughDirectory();
+  config.remove_socket_directory = false;  // Done below, lock file first.
   config.alive = UniqueFd(flags.alive_fd);
   config.preload_duration = PreloadDuration();
+  config.warm_workers = flags.warm_workers;
   absl::Status served = RunForkServer(std::move(config));
+  // Still holding the lock: nobody else can be serving here yet.
+  listener->RemoveFiles(flags.remove_socket_directory);
   if (!served.ok()) {
     std::fprintf(stderr, "forkserver[%d]: %s\n", ::getpid(),
                  served.ToString().c_str());

@@ -3,10 +3,15 @@
 // Server mode of an application binary. The client library launches
 //
 //   <app> --forkserver-serve --socket=PATH --alive-fd=N --ready-fd=M
-//         [--remove-socket-directory] [-- <the application's argv>]
+//         [--lock-fd=L] [--remove-socket-directory]
+//         [-- <the application's argv>]
+//
+// L, when given, is the socket's lock (forkserver/listener.h), taken by the
+// launcher so that no reclaimer mistakes the new directory for a dead
+// server's; the server keeps it for its life.
 //
 // and forkserver::Init() hands such an argv to ServerMain(), which:
-//   1. closes every descriptor but 0, 1, 2 and the two given (whatever the
+//   1. closes every descriptor but 0, 1, 2 and those given (whatever the
 //      launcher leaked), and points stdin at /dev/null;
 //   2. runs the registered preloads, once;
 //   3. checks it is still single-threaded, listens on PATH;

@@ -1,7 +1,8 @@
 // File: lib/forkserver.h
 // -----------------------------------------------------------------------------
 // The one include most users need: Init, registration, start methods,
-// Process, Pool and tasks, and the fork server's client options.
+// Process, Pool and tasks, the fork server's client options, and the
+// huge-page arena for large preloaded state.
 //
 //   #include "lib/forkserver.h"
 //
@@ -18,12 +19,13 @@
 #ifndef FORKSERVER_LIB_FORKSERVER_H_
 #define FORKSERVER_LIB_FORKSERVER_H_
 
-#include "lib/fork_server_client.h"
+#include "lib/client/fork_server_client.h"
 #include "lib/init.h"
-#include "lib/pool.h"
-#include "lib/process.h"
-#include "lib/registry.h"
-#include "lib/start_method.h"
-#include "lib/task.h"
+#include "lib/memory/huge_page_arena.h"
+#include "lib/pool/pool.h"
+#include "lib/process/process.h"
+#include "lib/registry/registry.h"
+#include "lib/process/start_method.h"
+#include "lib/pool/task.h"
 
 #endif  // FORKSERVER_LIB_FORKSERVER_H_

@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -11,24 +10,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "forkserver/server_main.h"
-#include "lib/registry.h"
-#include "lib/spawned_worker.h"
+#include "lib/base/standard_fds.h"
+#include "lib/registry/program.h"
+#include "lib/registry/registry.h"
+#include "lib/process/spawned_worker.h"
 
 namespace forkserver {
 namespace {
-
-std::atomic<bool> initialized{false};
-
-// Written once by Init() before any other thread can exist.
-std::vector<std::string>& MutableMainArgs() {
-  static auto* args = new std::vector<std::string>;
-  return *args;
-}
-
-std::string& MutableExecutablePath() {
-  static auto* path = new std::string;
-  return *path;
-}
 
 std::string ResolveExecutable() {
   char buffer[PATH_MAX];
@@ -59,12 +47,13 @@ std::vector<std::string> ApplicationArgs(int argc, char** argv) {
 }  // namespace
 
 absl::Status Init(int argc, char** argv) {
+  // Before anything of ours is opened: a closed 0, 1 or 2 would otherwise
+  // be taken by the library's first socket or pipe.
+  if (absl::Status fds = EnsureStandardFdsOpen(); !fds.ok()) return fds;
   if (absl::Status registry = ValidateRegistry(); !registry.ok()) {
     return registry;
   }
-  MutableMainArgs() = ApplicationArgs(argc, argv);
-  MutableExecutablePath() = ResolveExecutable();
-  initialized = true;
+  internal::RecordProgram(ApplicationArgs(argc, argv), ResolveExecutable());
 
   if (argc > 1 && absl::string_view(argv[1]) == kServeFlag) {
     ServerMain(argc, argv);
@@ -87,19 +76,4 @@ absl::Status Init(int argc, char** argv) {
   return absl::OkStatus();
 }
 
-const std::vector<std::string>& MainArgs() { return MutableMainArgs(); }
-
-const std::string& MainExecutablePath() { return MutableExecutablePath(); }
-
-namespace internal {
-
-absl::Status CheckInitialized(absl::string_view what) {
-  if (initialized) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "cannot ", what,
-      ": forkserver::Init(argc, argv) was not called (call it first thing "
-      "in main(); the server and spawned workers re-run this binary)"));
-}
-
-}  // namespace internal
 }  // namespace forkserver

@@ -28,30 +28,16 @@
 #ifndef FORKSERVER_LIB_INIT_H_
 #define FORKSERVER_LIB_INIT_H_
 
-#include <string>
-#include <vector>
-
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "lib/registry/program.h"
 
 namespace forkserver {
 
 absl::Status Init(int argc, char** argv);
 
-// The application's argv (argv[0] first), in every role: preloads in the
-// server and spawned workers see the application's arguments, not the
-// library's flags.
-const std::vector<std::string>& MainArgs();
-
-// Absolute path of the running executable (MP_MAIN_FILE for spawned
-// workers).
-const std::string& MainExecutablePath();
-
-namespace internal {
-// OK once Init() ran in this process; FAILED_PRECONDITION otherwise,
-// naming what could not be done ("start a worker with 'spawn'").
-absl::Status CheckInitialized(absl::string_view what);
-}  // namespace internal
+// MainArgs() and MainExecutablePath() (lib/registry/program.h) hold what
+// Init() recorded.
 
 }  // namespace forkserver
 

@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-bazel build -c opt //tools:demo
+echo "Building the demo (optimised; the first build takes a few minutes)..."
+# Errors and warnings only: no progress or INFO lines.
+bazel build -c opt --noshow_progress --ui_event_filters=-info //tools:demo
+echo
 exec bazel-bin/tools/demo "$@"

@@ -28,7 +28,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "lib/forkserver.h"
-#include "lib/preload.h"
+#include "lib/registry/preload.h"
 #include "tools/latency_stats.h"
 
 ABSL_FLAG(int, workers, 50, "workers to start with each start method");

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
 #include "lib/forkserver.h"
+#include "tests/bench/bench_samples.h"
 #include "tools/latency_stats.h"
 
 namespace forkserver {
@@ -85,6 +86,7 @@ void BM_ApplyRoundTrip(benchmark::State& state) {
       break;
     }
   }
+  bench::DumpSamples("BM_ApplyRoundTrip", sample);
   state.counters["p50_us"] = absl::ToDoubleMicroseconds(Quantile(sample, 0.5));
   state.counters["p99_us"] = absl::ToDoubleMicroseconds(Quantile(sample, 0.99));
   pool->Close();

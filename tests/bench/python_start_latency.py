@@ -3,22 +3,19 @@
 
 The Python side of scripts/bench.sh: same workload as
 //tests/bench:start_latency_benchmark, printed as JSON lines
-{"name": ..., "p50_us": ..., "p99_us": ..., "iterations": ...}.
+{"name": ..., "p50_us": ..., "p99_us": ..., "iterations": ...}; raw
+samples go to $BENCH_SAMPLES_DIR (bench_samples.py).
 """
 import json
 import multiprocessing
 import sys
 import time
 
+from bench_samples import dump, quantile
+
 
 def noop():
     pass
-
-
-def quantile(sample, q):
-    sample = sorted(sample)
-    rank = max(1, min(len(sample), int(-(-q * len(sample) // 1))))
-    return sample[rank - 1]
 
 
 def measure(method, seconds):
@@ -34,13 +31,15 @@ def measure(method, seconds):
         process = context.Process(target=noop)
         process.start()
         process.join()
-        sample.append(time.perf_counter() - start)
+        sample.append((time.perf_counter() - start) * 1e6)
         if process.exitcode != 0:
             raise RuntimeError(f"{method}: exit code {process.exitcode}")
+    name = f"python multiprocessing {method}"
+    dump(name, sample)
     return {
-        "name": f"python multiprocessing {method}",
-        "p50_us": quantile(sample, 0.5) * 1e6,
-        "p99_us": quantile(sample, 0.99) * 1e6,
+        "name": name,
+        "p50_us": quantile(sample, 0.5),
+        "p99_us": quantile(sample, 0.99),
         "iterations": len(sample),
     }
 

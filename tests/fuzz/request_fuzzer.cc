@@ -10,7 +10,7 @@
 
 #include "absl/strings/string_view.h"
 #include "forkserver/request_validation.h"
-#include "lib/seqpacket.h"
+#include "lib/ipc/seqpacket.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0 || size > forkserver::kMaxPacketBytes + 1) return 0;

@@ -1,0 +1,83 @@
+// What a worker sees of its environment, per start method (billiard's
+// execv-mode variables), and the application's arguments in every role.
+
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/forkserver.h"
+#include "tests/support/test_util.h"
+
+namespace forkserver {
+namespace {
+
+using ::forkserver::testing::MakePipe;
+using ::forkserver::testing::ReadUntilEof;
+
+std::string Variable(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? "<unset>" : value;
+}
+
+FORKSERVER_ENTRY(ReportEnvironment, absl::string_view) {
+  std::string report = absl::StrCat(
+      Variable("FORKED_BY_MULTIPROCESSING"), "\n", Variable("MP_MAIN_FILE"),
+      "\n", Variable("MULTIPROCESSING_FORKING_DISABLE"), "\n",
+      absl::StrJoin(MainArgs(), " "), "\n", MainExecutablePath());
+  return testing::WriteAll(3, report) ? 0 : 1;
+}
+
+std::vector<std::string> RunReport(StartMethod method) {
+  auto [read_end, write_end] = MakePipe();
+  ProcessOptions options;
+  options.start_method = method;
+  options.fds = {{write_end.get(), 3}};
+  Process process("ReportEnvironment", "", options);
+  EXPECT_OK(process.Start());
+  write_end.reset();
+  std::string report = ReadUntilEof(read_end.get());
+  EXPECT_OK(process.Join());
+  EXPECT_EQ(process.exitcode(), 0);
+  return absl::StrSplit(report, '\n');
+}
+
+TEST(EnvironmentTest, SpawnedWorkerSeesExecVariables) {
+  std::vector<std::string> report = RunReport(StartMethod::kSpawn);
+  ASSERT_EQ(report.size(), 5u);
+  EXPECT_EQ(report[0], "1");
+  EXPECT_EQ(report[1], MainExecutablePath());
+  EXPECT_EQ(report[1].front(), '/');
+  EXPECT_EQ(report[2], "<unset>");
+  // The application's own arguments, not the library's flags.
+  EXPECT_EQ(report[3], absl::StrJoin(MainArgs(), " "));
+  EXPECT_EQ(report[4], MainExecutablePath());
+}
+
+TEST(EnvironmentTest, ForkedWorkersAreNotMarkedAsExecd) {
+  for (StartMethod method : {StartMethod::kFork, StartMethod::kForkServer}) {
+    SCOPED_TRACE(StartMethodName(method));
+    std::vector<std::string> report = RunReport(method);
+    ASSERT_EQ(report.size(), 5u);
+    EXPECT_EQ(report[0], "<unset>");
+    EXPECT_EQ(report[1], "<unset>");
+    EXPECT_EQ(report[3], absl::StrJoin(MainArgs(), " "));
+  }
+}
+
+TEST(EnvironmentTest, InheritedValuesAreReplacedNotDuplicated) {
+  ::setenv("FORKED_BY_MULTIPROCESSING", "0", 1);
+  ::setenv("MP_MAIN_FILE", "/stale/path", 1);
+  std::vector<std::string> report = RunReport(StartMethod::kSpawn);
+  ::unsetenv("FORKED_BY_MULTIPROCESSING");
+  ::unsetenv("MP_MAIN_FILE");
+  ASSERT_EQ(report.size(), 5u);
+  EXPECT_EQ(report[0], "1");
+  EXPECT_EQ(report[1], MainExecutablePath());
+}
+
+}  // namespace
+}  // namespace forkserver
