@@ -38,7 +38,7 @@ constexpr uid_t kNobody = 65534;
 class ServerAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+    absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
     ASSERT_OK(dir.status());
     root_ = *dir;
     ASSERT_EQ(::mkdir((root_ + "/d").c_str(), 0700), 0);

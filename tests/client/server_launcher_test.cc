@@ -84,7 +84,7 @@ void WriteMarkerInAChild() {
 }
 
 TEST(ServerLauncherTest, FailedExecReportsStepAndRunsNoAtexitHandlers) {
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string not_executable = *dir + "/not-executable";
   const int fd = ::open(not_executable.c_str(),

@@ -132,7 +132,7 @@ TEST(ForkServerTest, ListenerRefusesLongPathsAndOpenDirectories) {
                        HasSubstr("at most 107")));
   EXPECT_THAT(CheckSocketPath("relative/socket"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   ASSERT_EQ(::chmod(dir->c_str(), 0777), 0);
   EXPECT_THAT(ListenAt(*dir + "/socket").status(),

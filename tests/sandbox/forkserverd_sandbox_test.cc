@@ -62,7 +62,7 @@ class ForkserverdSandboxTest : public ::testing::Test {
     if (std::string reason = st::UserNamespaceUnavailableReason(); !reason.empty()) {
       GTEST_SKIP() << "user namespaces unavailable: " << reason;
     }
-    absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+    absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
     ASSERT_TRUE(dir.ok()) << dir.status();
     dir_ = *dir;
     socket_ = dir_ + "/run/socket";

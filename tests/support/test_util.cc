@@ -20,6 +20,14 @@
 namespace forkserver {
 namespace testing {
 
+absl::StatusOr<std::string> MakeTestDirectory() {
+  char pattern[] = "/tmp/fstest-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) {  // mkdtemp makes it 0700.
+    return absl::ErrnoToStatus(errno, "mkdtemp(/tmp/fstest-XXXXXX)");
+  }
+  return std::string(pattern);
+}
+
 std::pair<UniqueFd, UniqueFd> MakePipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) std::abort();

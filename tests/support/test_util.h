@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -55,6 +56,12 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
   return ::testing::ExplainMatchResult(
       message_matcher, std::string(arg.message()), result_listener);
 }
+
+// A fresh 0700 directory under /tmp for one test's sockets. Its name is
+// not `forkserver-*`, so a server started by a test running alongside
+// (ReclaimStaleServerDirectories scans /tmp) never takes it for a dead
+// server's directory and removes it between two of this test's steps.
+absl::StatusOr<std::string> MakeTestDirectory();
 
 // pipe2(O_CLOEXEC): {read end, write end}.
 std::pair<UniqueFd, UniqueFd> MakePipe();

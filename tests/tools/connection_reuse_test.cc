@@ -33,7 +33,7 @@ using ::testing::HasSubstr;
 class ConnectionReuseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+    absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
     ASSERT_OK(dir.status());
     dir_ = *dir;
     socket_ = dir_ + "/socket";

@@ -81,7 +81,7 @@ Ran RunCtlIn(const std::string& cwd, const std::vector<std::string>& args,
 class CtlRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+    absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
     ASSERT_OK(dir.status());
     dir_ = *dir;
     socket_ = dir_ + "/run/socket";

@@ -77,7 +77,7 @@ absl::StatusOr<int> RunWithClosedFd(const std::vector<std::string>& argv,
 class ToolsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+    absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
     ASSERT_OK(dir.status());
     dir_ = *dir;
     socket_ = dir_ + "/run/socket";  // forkserverd makes run/ (0700).
@@ -430,7 +430,7 @@ absl::StatusOr<std::unique_ptr<testing::Background>> StartDaemon(
 // closed the refused socket with the client's hello unread, which resets
 // the connection and throws the error reply away.
 TEST(DaemonLimitsTest, ClientsOverTheConnectionLimitAreToldWhy) {
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
@@ -478,7 +478,7 @@ bool SendMalformed(const std::string& path) {
 // blocked the single-threaded daemon in a write to its stderr, and a
 // normal spawn timed out.
 TEST(DaemonLimitsTest, AStderrNobodyReadsDoesNotStopTheServer) {
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   auto [stderr_read, stderr_write] = testing::MakePipe();  // Never read.
@@ -537,7 +537,7 @@ absl::StatusOr<std::unique_ptr<testing::Background>> StartDaemonWithFdLimit(
 // refused with RESOURCE_EXHAUSTED.
 TEST(DaemonLimitsTest, DescriptorLimitIsRaisedAndConnectionsFitIt) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to lower a hard limit";
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   rlimit ours;
@@ -583,7 +583,7 @@ TEST(DaemonLimitsTest, DescriptorLimitIsRaisedAndConnectionsFitIt) {
 // max_connections, and the next client is told so.
 TEST(DaemonLimitsTest, ChildrenThatOutliveTheirClientsAreCappedWithAReason) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to lower a hard limit";
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
@@ -622,7 +622,7 @@ TEST(DaemonLimitsTest, ProgramsGetTheSoftFdLimitTheDaemonWasStartedWith) {
   if (ours.rlim_max != RLIM_INFINITY && ours.rlim_max <= 300) {
     GTEST_SKIP() << "hard RLIMIT_NOFILE " << ours.rlim_max << " leaves no room below it";
   }
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
@@ -651,7 +651,7 @@ TEST(DaemonLimitsTest, ProgramsGetTheSoftFdLimitTheDaemonWasStartedWith) {
 // install_fds: Invalid argument" (or INVALID_ARGUMENT for descriptors the
 // server could not receive) instead of RESOURCE_EXHAUSTED.
 TEST(DaemonLimitsTest, RunningOutOfDescriptorsIsResourceExhaustedAtEveryStep) {
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
@@ -790,7 +790,7 @@ TEST(ServerExhaustionTest, FullDescriptorTableRefusesAndRecovers) {
   // table full that fails and it reports a false error.
   GTEST_SKIP() << "sanitizer runtimes need spare descriptors themselves";
 #endif
-  absl::StatusOr<std::string> dir = MakePrivateDirectory("/tmp");
+  absl::StatusOr<std::string> dir = ::forkserver::testing::MakeTestDirectory();
   ASSERT_OK(dir.status());
   const std::string socket = *dir + "/socket";
   absl::StatusOr<std::unique_ptr<testing::Background>> daemon =
