@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
@@ -74,6 +75,7 @@ void ConnectionTable::OnReadable(int fd) {
   }
   Packet packet;
   absl::Status received = ReceiveUntrustedPacket(fd, absl::InfinitePast(), &packet);
+  absl::Cleanup release = [&] { ReleaseClientFds(packet.fds); };
   if (absl::IsDeadlineExceeded(received)) return;  // Spurious wake-up.
   if (!received.ok()) {
     if (IsPeerClosed(received)) {
@@ -102,7 +104,7 @@ void ConnectionTable::OnReadable(int fd) {
     HandleHello(connection, message->hello(), packet.fds.size());
     return;
   }
-  OnRequest(connection, *message, std::move(packet.fds));
+  OnRequest(connection, *message, packet.fds);
 }
 
 // While its child runs a connection may only ask for the child's process
@@ -129,11 +131,11 @@ void ConnectionTable::OnMessageWhileRunning(Connection& connection,
 // After the hello: a spawn or a status request, nothing else.
 void ConnectionTable::OnRequest(Connection& connection,
                                 const wire::ClientMessage& message,
-                                std::vector<UniqueFd> fds) {
+                                std::vector<UniqueFd>& fds) {
   const int fd = connection.socket.get();
   switch (message.msg_case()) {
     case wire::ClientMessage::kSpawn:
-      HandleSpawn(connection, message.spawn(), std::move(fds));
+      HandleSpawn(connection, message.spawn(), fds);
       return;
     case wire::ClientMessage::kStatus:
       if (!fds.empty()) {
@@ -213,7 +215,7 @@ void ConnectionTable::HandleStatus(Connection& connection) {
 
 void ConnectionTable::HandleSpawn(Connection& connection,
                                   const wire::SpawnRequest& request,
-                                  std::vector<UniqueFd> fds) {
+                                  std::vector<UniqueFd>& fds) {
   const int fd = connection.socket.get();
   if (absl::Status valid = ValidateSpawnRequest(request, fds.size());
       !valid.ok()) {
@@ -234,7 +236,7 @@ void ConnectionTable::HandleSpawn(Connection& connection,
     return;
   }
   if (TemplateCache::IsSandboxed(request)) {
-    HandleSandboxedSpawn(connection, request, std::move(fds));
+    HandleSandboxedSpawn(connection, request, fds);
     return;
   }
   absl::StatusOr<pid_t> pid = children_.Spawn(request, fds);
@@ -392,6 +394,7 @@ void ConnectionTable::Drain(Connection& connection) {
   for (int i = 0; i < 16; ++i) {
     absl::Status received =
         ReceiveUntrustedPacket(connection.socket.get(), absl::InfinitePast(), &unread);
+    ReleaseClientFds(unread.fds);
     if (absl::IsDeadlineExceeded(received)) return;  // Nothing more yet.
     // A packet (or a malformed one, its descriptors closed): read away.
     if (received.ok() || absl::IsInvalidArgument(received)) continue;
@@ -410,10 +413,21 @@ void ConnectionTable::Close(int fd) {
   // client would lose the error reply just sent; read it away first.
   Packet unread;
   for (int i = 0; i < 16; ++i) {
-    if (!ReceiveUntrustedPacket(fd, absl::InfinitePast(), &unread).ok()) break;
+    const bool read = ReceiveUntrustedPacket(fd, absl::InfinitePast(), &unread).ok();
+    ReleaseClientFds(unread.fds);
+    if (!read) break;
   }
   events_.Unwatch(fd);
   connections_.erase(it);
+}
+
+void ConnectionTable::ReleaseClientFds(std::vector<UniqueFd>& fds) {
+  if (fds.empty()) return;
+  if (options_.closer != nullptr) {
+    options_.closer->Release(fds);
+  } else {
+    fds.clear();
+  }
 }
 
 }  // namespace server_internal

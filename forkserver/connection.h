@@ -50,6 +50,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "forkserver/children.h"
+#include "forkserver/client_fd_closer.h"
 #include "lib/ipc/seqpacket.h"
 #include "forkserver/event_set.h"
 #include "forkserver/templates.h"
@@ -72,6 +73,8 @@ struct ConnectionOptions {
   absl::Duration preload_duration;
   // Sandboxed spawns go there (connection_sandbox.cc); null: refused.
   TemplateCache* templates = nullptr;
+  // Client descriptors are closed there; null: closed in place (tests).
+  ClientFdCloser* closer = nullptr;
 };
 
 // How long a connection may linger in kClosing, and how many may.
@@ -150,15 +153,20 @@ class ConnectionTable : public SandboxReplies {
            connection.stage == Stage::kAwaitRequest;
   }
 
+  // `fds` came with the request; they stay the packet's, and OnReadable
+  // hands them to the closer whatever happens here.
   void OnRequest(Connection& connection, const wire::ClientMessage& message,
-                 std::vector<UniqueFd> fds);
+                 std::vector<UniqueFd>& fds);
   void HandleHello(Connection& connection, const wire::Hello& hello,
                    size_t fd_count);
   void HandleSpawn(Connection& connection, const wire::SpawnRequest& request,
-                   std::vector<UniqueFd> fds);
+                   std::vector<UniqueFd>& fds);
   void HandleStatus(Connection& connection);
   void HandleSandboxedSpawn(Connection& connection, const wire::SpawnRequest& request,
-                            std::vector<UniqueFd> fds);
+                            std::vector<UniqueFd>& fds);
+  // Every descriptor a client sent ends here: to the closer process
+  // (client_fd_closer.h), so no close() of ours can block the loop.
+  void ReleaseClientFds(std::vector<UniqueFd>& fds);
 
   // Closes the connection with an error reply, logs and counts why.
   void Reject(int fd, const absl::Status& why);

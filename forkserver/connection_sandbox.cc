@@ -11,7 +11,7 @@ namespace server_internal {
 
 void ConnectionTable::HandleSandboxedSpawn(Connection& connection,
                                            const wire::SpawnRequest& request,
-                                           std::vector<UniqueFd> fds) {
+                                           std::vector<UniqueFd>& fds) {
   const int fd = connection.socket.get();
   absl::Status launched =
       options_.templates == nullptr

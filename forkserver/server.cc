@@ -40,7 +40,8 @@ class Server {
       : config_(std::move(config)),
         children_(events_, config_.warm_workers),
         templates_(events_, children_),
-        connections_(ConnectionOptionsOf(config_, &templates_), events_, children_),
+        connections_(ConnectionOptionsOf(config_, &templates_, &closer_), events_,
+                     children_),
         acceptor_(config_.listener, connections_, events_),
         shutdown_(ShutdownOptionsOf(config_), events_, children_) {}
 
@@ -48,9 +49,11 @@ class Server {
 
  private:
   static ConnectionOptions ConnectionOptionsOf(const ServerConfig& config,
-                                               TemplateCache* templates) {
+                                               TemplateCache* templates,
+                                               ClientFdCloser* closer) {
     ConnectionOptions options;
     options.templates = templates;
+    options.closer = closer;
     options.request_timeout = config.request_timeout;
     options.max_connections = config.max_connections;
     options.max_lingering = std::min(kMaxLingering, config.max_connections);
@@ -82,6 +85,7 @@ class Server {
   UniqueFd signals_;
   ChildTable children_;
   TemplateCache templates_;
+  ClientFdCloser closer_;
   ConnectionTable connections_;
   Acceptor acceptor_;
   Shutdown shutdown_;
@@ -118,6 +122,11 @@ absl::Status Server::SetUp() {
                      " exited children at start-up that this server did not "
                      "fork (left by the process that exec'd it)"));
   }
+  // After the start-up reaping, which would count it if it died at once.
+  if (absl::Status started = closer_.Start(); !started.ok()) {
+    Log(absl::StrCat("no descriptor closer (", started.ToString(),
+                     "); client descriptors are closed in the server"));
+  }
   return absl::OkStatus();
 }
 
@@ -144,6 +153,7 @@ absl::Status Server::Run() {
     if (ready == 0 && refill) children_.RefillWarm();
     for (int i = 0; i < ready; ++i) Dispatch(events[i]);
     connections_.DropIdle();
+    templates_.DropLate(connections_);
     if (!shutdown_.started() && MonotonicNow() >= acceptor_.resume_at()) {
       acceptor_.Resume();
     }
@@ -208,8 +218,8 @@ void Server::OnSignals() {
 }
 
 int Server::NextTimeoutMillis() const {
-  absl::Time next =
-      std::min(shutdown_.deadline(), connections_.NextDeadline());
+  absl::Time next = std::min({shutdown_.deadline(), connections_.NextDeadline(),
+                              templates_.NextDeadline()});
   if (!shutdown_.started()) {
     next = std::min(next, acceptor_.resume_at());
     // A warm refill backing off; one due now is the loop's to time.

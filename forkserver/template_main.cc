@@ -15,7 +15,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "forkserver/child/sandbox/namespaces.h"
+#include "forkserver/child/sandbox/report.h"
 #include "forkserver/child/sandbox/steps.h"
+#include "forkserver/sandbox/host_probe.h"
 #include "forkserver/sandbox/launcher.h"
 #include "forkserver/template_loop.h"
 #include "lib/base/monotonic_clock.h"
@@ -72,32 +74,9 @@ struct StartPipes {
   ServeTemplate(pipes.pair[1], sandbox);
 }
 
-// Bounded wait for the template's kEnter verdict: EOF (entered) or a
-// failure record.
-absl::Status AwaitEntered(const sandbox::CompiledSandbox& sandbox, int report,
-                          absl::Duration timeout) {
-  const absl::Time deadline = MonotonicNow() + timeout;
-  SandboxFailure failure{};
-  while (true) {
-    pollfd pfd{report, POLLIN, 0};
-    const int64_t left = absl::ToInt64Milliseconds(deadline - MonotonicNow());
-    const int ready = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(left, 0)));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) return absl::DeadlineExceededError("sandbox template did not enter in time");
-    const ssize_t n = ::read(report, &failure, sizeof(failure));
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return absl::OkStatus();
-    if (n != sizeof(failure)) return absl::InternalError("short sandbox template report");
-    return sandbox::SandboxFailureToStatus(
-        failure, sandbox.DescribeFailureItem(failure.step, failure.index));
-  }
-}
-
 }  // namespace
 
-absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sandbox,
-                                              absl::Duration timeout) {
-  const absl::Time start = MonotonicNow();
+absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sandbox) {
   StartPipes pipes;
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipes.pair) != 0 ||
       ::pipe2(pipes.report, O_CLOEXEC) != 0 || ::pipe2(pipes.release, O_CLOEXEC) != 0) {
@@ -106,6 +85,7 @@ absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sa
     return absl::ErrnoToStatus(error, "sandbox template: socketpair/pipe2");
   }
   TemplateProcess process;
+  process.started = MonotonicNow();
   int pidfd = -1;
   struct clone_args args = {};
   // pid 1 of its own pid namespace when the policy has one, so it may
@@ -116,39 +96,67 @@ absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sa
   const long pid = ::syscall(SYS_clone3, &args, sizeof(args));
   if (pid == 0) RunTemplate(sandbox, pipes);
   if (pid < 0) {
+    // The template's own clone is the host probe (TemplateCache compiles
+    // without one): the same FAILED_PRECONDITION naming the namespaces.
     const int error = errno;
     pipes.CloseAll();
-    return absl::FailedPreconditionError(
-        absl::StrCat("sandbox step 'clone3' (template) failed: ", std::strerror(error)));
+    return sandbox::NamespacesNotPossible(sandbox.clone_flags(), error);
   }
   process.pid = static_cast<pid_t>(pid);
   process.pidfd.reset(pidfd);
   process.socket.reset(pipes.pair[0]);
+  process.entering.reset(pipes.report[0]);
   pipes.pair[0] = -1;
+  pipes.report[0] = -1;
   for (int* fd : {&pipes.pair[1], &pipes.report[1], &pipes.release[0]}) {
     ::close(*fd);
     *fd = -1;
   }
-  absl::Status entered = absl::OkStatus();
+  absl::Status released = absl::OkStatus();
   if (int error = sandbox_child::WriteIdMapsAsyncSafe(process.pid, sandbox.uid_map(),
                                                        sandbox.gid_map(), sandbox.deny_setgroups());
       error != 0) {
-    entered = absl::FailedPreconditionError(
+    released = absl::FailedPreconditionError(
         absl::StrCat("sandbox step 'id_maps' failed: ", std::strerror(error)));
   } else if (::write(pipes.release[1], "x", 1) != 1) {
-    entered = absl::ErrnoToStatus(errno, "sandbox template release");
-  } else {
-    entered = AwaitEntered(sandbox, pipes.report[0], timeout);
+    released = absl::ErrnoToStatus(errno, "sandbox template release");
   }
   pipes.CloseAll();
-  if (!entered.ok()) {
-    // It exits (failed step) or is killed; the server's reaper reaps it.
+  if (!released.ok()) {
+    // It exits (its release pipe is closed) or is killed; the server's
+    // reaper reaps it.
     ::syscall(SYS_pidfd_send_signal, process.pidfd.get(), SIGKILL, nullptr, 0);
-    return entered;
+    return released;
   }
+  // Our ends only (each end is its own open file description).
+  ::fcntl(process.entering.get(), F_SETFL, O_NONBLOCK);
   ::fcntl(process.socket.get(), F_SETFL, O_NONBLOCK);
-  process.setup_time = MonotonicNow() - start;
   return process;
+}
+
+EnterVerdict ReadEnterVerdict(const sandbox::CompiledSandbox& sandbox, int entering) {
+  EnterVerdict verdict;
+  SandboxFailure failure{};
+  ssize_t n;
+  do {
+    n = ::read(entering, &failure, sizeof(failure));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return verdict;  // Still entering.
+  verdict.known = true;
+  if (n == 0) return verdict;  // EOF: entered.
+  if (n != sizeof(failure)) {
+    // The record is one write of 12 bytes to a pipe: atomic, so a short
+    // read is a broken template.
+    verdict.status = absl::InternalError(
+        n < 0 ? absl::StrCat("sandbox template report: ", std::strerror(errno))
+              : "short sandbox template report");
+    return verdict;
+  }
+  verdict.status = sandbox::SandboxFailureToStatus(
+      failure, sandbox.DescribeFailureItem(failure.step, failure.index));
+  verdict.step = sandbox_child::SandboxStepName(failure.step);
+  verdict.error = failure.error;
+  return verdict;
 }
 
 }  // namespace server_internal

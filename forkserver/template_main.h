@@ -19,14 +19,17 @@
 // status, rusage, wall time) when it reaps. EOF on the socket: it exits,
 // and its children with it (their pid namespaces' init is gone).
 //
-// StartTemplate runs in the server: it writes the id maps, releases the
-// template and waits (bounded) for kEnter to finish; the only wait the
-// server does on a template. Internal to forkserver/.
+// StartTemplate runs in the server: it writes the id maps and releases
+// the template, which then enters on its own; the server learns the
+// verdict from the template's report pipe in its event loop
+// (ReadEnterVerdict), never waiting for it. Internal to forkserver/.
 
 #ifndef FORKSERVER_FORKSERVER_TEMPLATE_MAIN_H_
 #define FORKSERVER_FORKSERVER_TEMPLATE_MAIN_H_
 
 #include <sys/types.h>
+
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -39,15 +42,37 @@ namespace server_internal {
 struct TemplateProcess {
   pid_t pid = -1;
   UniqueFd pidfd;
-  UniqueFd socket;  // O_CLOEXEC|O_NONBLOCK, SOCK_SEQPACKET.
-  absl::Duration setup_time;
+  // O_CLOEXEC|O_NONBLOCK, SOCK_SEQPACKET. Requests sent while it is still
+  // entering wait in its queue; it reads them once it serves.
+  UniqueFd socket;
+  // Read end (O_NONBLOCK) of its report pipe while it enters its
+  // namespaces and view: EOF once entered, or a SandboxFailure
+  // (ReadEnterVerdict). Invalid once the verdict is in.
+  UniqueFd entering;
+  absl::Time started;  // MonotonicNow() at the clone.
 };
 
-// The template for `sandbox`. Its failure to enter is the failed step's
-// status (FAILED_PRECONDITION for id maps, else SandboxFailureToStatus);
-// DEADLINE_EXCEEDED when it does not finish within `timeout`.
-absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sandbox,
-                                              absl::Duration timeout = absl::Seconds(10));
+// How long a template may take to enter before it is killed and its
+// launches fail with DEADLINE_EXCEEDED. Below the client's default
+// request_timeout (10 s, lib/client/fork_server_client.h), so a client
+// hears this reason rather than its own timeout.
+inline constexpr absl::Duration kTemplateEnterTimeout = absl::Seconds(5);
+
+// Starts the template for `sandbox`: clone3, its id maps, its release. It
+// does not wait for the template to enter (a view of many mounts, or a
+// mount source on a hung FUSE file system, would hold the server's loop):
+// the caller watches `entering`. FAILED_PRECONDITION naming the step when
+// the clone or the id maps fail.
+absl::StatusOr<TemplateProcess> StartTemplate(const sandbox::CompiledSandbox& sandbox);
+
+// The entering verdict, read without blocking from `entering`.
+struct EnterVerdict {
+  bool known = false;  // False: still entering.
+  absl::Status status;  // OK: entered. Else the failed step's status.
+  std::string step;     // The failed step's name, if one failed.
+  int error = 0;        // Its errno.
+};
+EnterVerdict ReadEnterVerdict(const sandbox::CompiledSandbox& sandbox, int entering);
 
 }  // namespace server_internal
 }  // namespace forkserver

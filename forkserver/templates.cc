@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <map>
@@ -53,7 +54,8 @@ struct TemplateCache::Pending {
 struct TemplateCache::Template {
   std::string key;
   std::unique_ptr<sandbox::CompiledSandbox> sandbox;
-  TemplateProcess process;
+  TemplateProcess process;  // process.entering valid: not entered yet.
+  absl::Duration setup_time;  // Clone to entered.
   std::map<int64_t, Pending> launches;
   int64_t launches_total = 0;
   absl::Time last_used;
@@ -231,8 +233,9 @@ absl::Status TemplateCache::Launch(const wire::SpawnRequest& request,
   Pending pending;
   pending.connection = connection;
   pending.kill_on_disconnect = request.kill_on_disconnect();
+  // Its setup time counts the template's when this launch built it
+  // (added once the template has entered: CheckEntered).
   pending.template_built = built;
-  pending.setup_usec = built ? absl::ToInt64Microseconds(t->process.setup_time) : 0;
   pending.cpu_time_ms = policy.limits().cpu_time_ms();
   pending.reaping_init = policy.namespaces().pid() && policy.namespaces().reaping_init();
   if (sandbox::CgroupManager::Needed(policy.limits())) {
@@ -332,11 +335,19 @@ absl::StatusOr<TemplateCache::Template*> TemplateCache::FindOrBuild(const sandbo
   RETURN_IF_ERROR(MakeRoom());
   auto t = std::make_unique<Template>();
   t->key = std::move(key);
-  ASSIGN_OR_RETURN(t->sandbox, sandbox::CompiledSandbox::Create(policy));
+  // No throw-away probe child: the template's clone is the probe, and
+  // this loop never waits for a child (StartTemplate).
+  sandbox::CompileOptions options;
+  options.probe_host = false;
+  ASSIGN_OR_RETURN(t->sandbox, sandbox::CompiledSandbox::Create(policy, options));
   ASSIGN_OR_RETURN(t->process, StartTemplate(*t->sandbox));
   t->last_used = MonotonicNow();
   events_.Watch(t->process.socket.get(), EventSource::kTemplate);
   by_socket_[t->process.socket.get()] = t.get();
+  // Launches go to its socket at once and wait there; the loop learns
+  // when it has entered (or failed to) from this pipe.
+  events_.Watch(t->process.entering.get(), EventSource::kTemplate);
+  by_socket_[t->process.entering.get()] = t.get();
   lru_.push_front(std::move(t));
   *built = true;
   return lru_.front().get();
@@ -371,8 +382,53 @@ absl::StatusOr<std::unique_ptr<sandbox::CgroupLeaf>> TemplateCache::MakeLeaf(
   return manager->CreateLeaf(limits);
 }
 
+bool TemplateCache::CheckEntered(Template& t, SandboxReplies& replies) {
+  if (!t.process.entering) return true;
+  EnterVerdict verdict = ReadEnterVerdict(*t.sandbox, t.process.entering.get());
+  if (!verdict.known) return true;  // Still entering.
+  if (!verdict.status.ok()) {
+    // Every launch sent to it hears which step the host could not do.
+    const wire::ServerMessage why = ErrorReply(verdict.status, verdict.step, verdict.error);
+    Drop(t, &replies, &why);
+    return false;
+  }
+  t.setup_time = MonotonicNow() - t.process.started;
+  for (auto& [id, p] : t.launches) {
+    if (p.template_built) p.setup_usec += absl::ToInt64Microseconds(t.setup_time);
+  }
+  events_.Unwatch(t.process.entering.get());
+  by_socket_.erase(t.process.entering.get());
+  t.process.entering.reset();
+  return true;
+}
+
+absl::Time TemplateCache::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& t : lru_) {
+    if (t->process.entering) next = std::min(next, t->process.started + kTemplateEnterTimeout);
+  }
+  return next;
+}
+
+void TemplateCache::DropLate(SandboxReplies& replies) {
+  const absl::Time now = MonotonicNow();
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    Template& t = **it++;  // Drop removes it from the list.
+    if (!t.process.entering || now < t.process.started + kTemplateEnterTimeout) continue;
+    const wire::ServerMessage why = ErrorReply(absl::DeadlineExceededError(absl::StrCat(
+        "the sandbox template for policy '", t.sandbox->policy().name(), "' did not enter its ",
+        "namespaces and filesystem view within ", absl::FormatDuration(kTemplateEnterTimeout),
+        " (a mount source on a hung file system?); it was killed")));
+    Drop(t, &replies, &why);
+  }
+}
+
 void TemplateCache::OnReadable(int fd, SandboxReplies& replies) {
   Template* t = by_socket_.at(fd);
+  // The verdict first, also when its socket woke us: a template that
+  // failed to enter has exited, and its launches should hear the step,
+  // not "died".
+  if (!CheckEntered(*t, replies) || fd != t->process.socket.get()) return;
   while (true) {
     Packet packet;
     absl::Status received = ReceivePacket(fd, absl::InfinitePast(), &packet);
@@ -531,13 +587,17 @@ void TemplateCache::ForgetConnection(int connection) {
   }
 }
 
-void TemplateCache::Drop(Template& t, SandboxReplies* replies) {
+void TemplateCache::Drop(Template& t, SandboxReplies* replies,
+                         const wire::ServerMessage* why_not_started) {
   const absl::Status gone = absl::UnavailableError(absl::StrCat(
       "the sandbox template (pid ", t.process.pid, ") for policy '", t.sandbox->policy().name(),
       "' died; the launch's status is unknown (the next request builds a new template)"));
   for (auto& [id, p] : t.launches) {
     if (p.pid == 0) {
-      if (replies != nullptr && p.connection >= 0) replies->SandboxFailed(p.connection, ErrorReply(gone));
+      if (replies != nullptr && p.connection >= 0) {
+        replies->SandboxFailed(p.connection,
+                               why_not_started != nullptr ? *why_not_started : ErrorReply(gone));
+      }
       continue;
     }
     Child* child = children_.Find(p.pid);
@@ -549,6 +609,10 @@ void TemplateCache::Drop(Template& t, SandboxReplies* replies) {
   ::syscall(SYS_pidfd_send_signal, t.process.pidfd.get(), SIGKILL, nullptr, 0);
   events_.Unwatch(t.process.socket.get());
   by_socket_.erase(t.process.socket.get());
+  if (t.process.entering) {
+    events_.Unwatch(t.process.entering.get());
+    by_socket_.erase(t.process.entering.get());
+  }
   // The server's reaper reaps the template (it is our child).
   lru_.remove_if([&t](const std::unique_ptr<Template>& p) { return p.get() == &t; });
 }
@@ -564,6 +628,7 @@ void TemplateCache::FillStatus(wire::StatusReply& status) const {
     info.set_running(running);
     info.set_launches_total(t->launches_total);
     info.set_idle_usec(absl::ToInt64Microseconds(now - t->last_used));
+    info.set_entering(static_cast<bool>(t->process.entering));
   }
 }
 

@@ -9,9 +9,12 @@
 // made here before the launch and removed after the exit.
 //
 // - Launch() parses (sandbox_text: INVALID_ARGUMENT with line:col),
-//   validates (INVALID_ARGUMENT naming the field), finds or builds the
-//   template (FAILED_PRECONDITION naming the step the host cannot do) and
-//   forwards the request without waiting. The answer comes later through
+//   validates (INVALID_ARGUMENT naming the field), finds or starts the
+//   template and forwards the request without waiting. A template being
+//   built is never waited for: the request waits in its socket, and a
+//   step the host cannot do (FAILED_PRECONDITION naming it) or a template
+//   that has not entered within kTemplateEnterTimeout (DEADLINE_EXCEEDED)
+//   reaches every launch sent to it through SandboxReplies::SandboxFailed. The answer comes later through
 //   SandboxReplies when the template's socket (one more fd in the epoll
 //   set, EventSource::kTemplate) is readable: started (the child is then
 //   in the ChildTable, so disown / terminate / kill-on-disconnect apply as
@@ -32,8 +35,8 @@
 // - At most `capacity` templates; the least recently used idle one is let
 //   go for a new one (UNAVAILABLE when all are busy). Clear() kills and
 //   reaps them all (shutdown).
-// Exec mode: child fds 0..2 only. Single-threaded, never blocks but in
-// StartTemplate's bounded wait. Internal to forkserver/.
+// Exec mode: child fds 0..2 only. Single-threaded, never blocks.
+// Internal to forkserver/.
 
 #ifndef FORKSERVER_FORKSERVER_TEMPLATES_H_
 #define FORKSERVER_FORKSERVER_TEMPLATES_H_
@@ -93,6 +96,11 @@ class TemplateCache {
   // killed once started (they would have nobody to report to).
   void ForgetConnection(int connection);
   void FillStatus(wire::StatusReply& status) const;
+  // The earliest time a template still entering must have entered by.
+  absl::Time NextDeadline() const;
+  // Kills the templates past that time; their launches get
+  // DEADLINE_EXCEEDED.
+  void DropLate(SandboxReplies& replies);
   void Clear();
 
  private:
@@ -106,7 +114,14 @@ class TemplateCache {
                SandboxReplies& replies);
   void OnStarted(Pending& p, UniqueFd pidfd, int64_t setup_usec, SandboxReplies& replies);
   void OnExited(Pending& p, const templ::Exited& exited, SandboxReplies& replies);
-  void Drop(Template& t, SandboxReplies* replies);
+  // Reads the entering verdict, if in: false when the template failed to
+  // enter and was dropped (its launches told the failed step).
+  bool CheckEntered(Template& t, SandboxReplies& replies);
+  // Kills the template. Launches not yet started hear `why_not_started`
+  // (default: UNAVAILABLE, the template died); started ones an error
+  // exit notice.
+  void Drop(Template& t, SandboxReplies* replies,
+            const wire::ServerMessage* why_not_started = nullptr);
 
   EventSet& events_;
   ChildTable& children_;

@@ -92,10 +92,11 @@ void PrintStats(const wire::ExecutionStats& s, bool table, bool json) {
 void PrintTemplates(const wire::StatusReply& status) {
   std::printf("templates %d\n", status.templates_size());
   for (const wire::TemplateInfo& t : status.templates()) {
-    std::printf("  template '%s' pid %d running %d launches %lld idle %s\n",
+    std::printf("  template '%s' pid %d running %d launches %lld idle %s%s\n",
                 t.policy_name().c_str(), t.pid(), t.running(),
                 static_cast<long long>(t.launches_total()),
-                absl::FormatDuration(absl::Microseconds(t.idle_usec())).c_str());
+                absl::FormatDuration(absl::Microseconds(t.idle_usec())).c_str(),
+                t.entering() ? " (entering)" : "");
   }
 }
 

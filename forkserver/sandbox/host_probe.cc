@@ -29,6 +29,15 @@ std::string DescribeNamespaceFlags(uint64_t flags) {
   return absl::StrJoin(names, " ");
 }
 
+absl::Status NamespacesNotPossible(uint64_t clone_flags, int error) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "sandbox step 'namespaces' not possible on this host: clone3(",
+      DescribeNamespaceFlags(clone_flags), ") failed: ", std::strerror(error),
+      error == EPERM || error == ENOSPC
+          ? " (user namespaces disabled or exhausted, or the caller lacks privilege)"
+          : ""));
+}
+
 absl::Status ProbeNamespaces(uint64_t clone_flags) {
   if (clone_flags == 0) return absl::OkStatus();
   struct clone_args args = {};
@@ -36,15 +45,7 @@ absl::Status ProbeNamespaces(uint64_t clone_flags) {
   args.exit_signal = SIGCHLD;
   const long pid = syscall(SYS_clone3, &args, sizeof(args));
   if (pid == 0) _exit(0);  // The child: nothing to do; only its birth mattered.
-  if (pid < 0) {
-    const int error = errno;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "sandbox step 'namespaces' not possible on this host: clone3(",
-        DescribeNamespaceFlags(clone_flags), ") failed: ", std::strerror(error),
-        error == EPERM || error == ENOSPC
-            ? " (user namespaces disabled or exhausted, or the caller lacks privilege)"
-            : ""));
-  }
+  if (pid < 0) return NamespacesNotPossible(clone_flags, errno);
   int status = 0;
   while (waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
   }

@@ -22,6 +22,11 @@ namespace sandbox {
 
 absl::Status ProbeNamespaces(uint64_t clone_flags);
 
+// The status ProbeNamespaces gives for a clone3 with `clone_flags` that
+// failed with `error`: for a caller whose own clone (a template's) is the
+// probe.
+absl::Status NamespacesNotPossible(uint64_t clone_flags, int error);
+
 // "user pid mount" for the namespace bits in clone_flags.
 std::string DescribeNamespaceFlags(uint64_t clone_flags);
 

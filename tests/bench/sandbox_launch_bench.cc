@@ -53,7 +53,7 @@ struct Method {
   std::string name;
   std::function<absl::Status()> once;
   int every = 1;  // Sampled in every Nth round only.
-  std::vector<double> micros;
+  std::vector<double> micros = {};
 };
 
 // posix_spawn + waitpid; OK when it exited 0. `quiet`: its stderr to

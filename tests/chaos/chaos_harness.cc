@@ -305,17 +305,18 @@ void ChaosTest::StartDaemon(const DaemonOptions& options) {
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   // Settled also means the warm-up child is reaped: no pidfd or report
   // pipe of it left (a baseline taken before that is one too high).
+  // The daemon's own: the listener, and its descriptor closer's socket
+  // and pidfd (forkserver/client_fd_closer.h).
   auto settled = [](const FdSnapshot& snapshot) {
-    if (snapshot.sockets != 1) return false;
+    if (snapshot.sockets != 2) return false;
+    int pidfds = 0;
     for (const std::string& target : snapshot.targets) {
       // 0-2 may be pipes of the test's own (an unread stderr).
       if (std::atoi(target.c_str()) <= 2) continue;
-      if (target.find("->pipe:") != std::string::npos ||
-          target.find("[pidfd]") != std::string::npos) {
-        return false;
-      }
+      if (target.find("->pipe:") != std::string::npos) return false;
+      pidfds += target.find("[pidfd]") != std::string::npos;
     }
-    return true;
+    return pidfds == 1;
   };
   FdSnapshot snapshot = SnapshotFds(daemon_->pid());
   while (!settled(snapshot) && absl::Now() < deadline) {

@@ -37,6 +37,7 @@
 #include "lib/ipc/seqpacket.h"
 #include "proto/wire.pb.h"
 #include "tests/chaos/chaos_harness.h"
+#include "tests/support/lingering_socket.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/test_util.h"
 
@@ -632,39 +633,13 @@ TEST_F(ChaosTest, MalformedOversizedTruncatedAndOutOfOrderAtVolume) {
   }
 }
 
-// A TCP connection on 127.0.0.1 whose peer never reads: {our end, with
-// its send queue full and SO_LINGER on for `linger_seconds`, the peer}.
-std::pair<UniqueFd, UniqueFd> LingeringTcpSocket(int linger_seconds) {
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const int small = 4096;
-  ::setsockopt(listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof(address);
-  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), size), 0);
-  EXPECT_EQ(::listen(listener.get(), 1), 0);
-  EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size), 0);
-  UniqueFd sender(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ::setsockopt(sender.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-  EXPECT_EQ(::connect(sender.get(), reinterpret_cast<sockaddr*>(&address), size), 0);
-  UniqueFd peer(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  EXPECT_TRUE(peer.valid());
-  const std::string chunk(4096, 'x');
-  while (::send(sender.get(), chunk.data(), chunk.size(), MSG_DONTWAIT) > 0) {
-  }
-  const linger on{1, linger_seconds};
-  EXPECT_EQ(::setsockopt(sender.get(), SOL_SOCKET, SO_LINGER, &on, sizeof(on)), 0);
-  return {std::move(sender), std::move(peer)};
-}
-
 // Found by an outside attack: a client sent such a socket along with a
 // request the server refused, and closed its own copy; the server's close
 // of the last reference then waited out the whole linger time in its one
 // thread, serving nobody. The daemon is stopped while the packet is sent
 // and our copy closed, so that its copy is the last whatever the timing.
 TEST_F(ChaosTest, ALingeringSocketItWasSentCannotStallTheServer) {
-  auto [sender, peer] = LingeringTcpSocket(/*linger_seconds=*/120);
+  auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
   UniqueFd connection = testing::RawConnect(socket_);
   daemon_->Signal(SIGSTOP);
   ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
@@ -678,6 +653,29 @@ TEST_F(ChaosTest, ALingeringSocketItWasSentCannotStallTheServer) {
   ledger_.Sent();
   absl::Status served = NormalSpawn();
   EXPECT_OK(served) << "the server stalled on closing a lingering socket";
+  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
+}
+
+// Found by an outside attack, the same socket one level down: queued in
+// flight inside a Unix socket that is itself sent to the daemon.
+// ReceiveUntrustedPacket cannot reach it to clear its linger, and closing
+// the Unix socket releases it: that close was the server's, and waited out
+// the linger in its one thread. Now every client descriptor goes to the
+// closer process (forkserver/client_fd_closer.h).
+TEST_F(ChaosTest, ALingeringSocketQueuedInASentSocketCannotStallTheServer) {
+  auto [carrier, peer] = testing::UnixSocketQueuingALingeringOne(/*linger_seconds=*/120);
+  UniqueFd connection = testing::RawConnect(socket_);
+  daemon_->Signal(SIGSTOP);
+  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
+  const int passed = carrier.get();
+  ASSERT_OK(SendPacket(connection.get(), testing::HelloBytes(), {&passed, 1}));
+  carrier.reset();  // The daemon's copy, in flight, is the last.
+  daemon_->Signal(SIGCONT);
+  GlobalFigures().bad_inputs++;
+  EXPECT_THAT(testing::ErrorBeforeClose(connection.get()), Not(::testing::IsEmpty()));
+  ledger_.Sent();
+  absl::Status served = NormalSpawn();
+  EXPECT_OK(served) << "the server stalled on closing a socket that queued a lingering one";
   if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
 }
 

@@ -12,6 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <thread>
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -429,6 +431,80 @@ TEST_F(ForkserverdSandboxTest, KilledTemplateIsRebuiltAndInFlightLaunchesFail) {
   status = Status();
   ASSERT_EQ(status.templates_size(), 1);
   EXPECT_NE(status.templates(0).pid(), first);
+}
+
+// The daemon's children (the descriptor closer, templates, plain children).
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+  std::vector<pid_t> children;
+  pid_t child;
+  while (in >> child) children.push_back(child);
+  return children;
+}
+
+// A template being built is never waited for. Caught SIGSTOPped while it
+// enters (a view of many stacked mounts makes that take a while), the
+// server still answers a status request, which lists it as entering; left
+// stopped, it is killed after kTemplateEnterTimeout (5 s) and the launch
+// waiting on it gets DEADLINE_EXCEEDED; the next launch builds a new one.
+// Before, the server waited for the template in its loop, serving nobody.
+TEST_F(ForkserverdSandboxTest, ATemplateStillEnteringStallsNobody) {
+  bool caught = false;
+  for (int attempt = 0; attempt < 5 && !caught; ++attempt) {
+    sandbox::Policy slow = build_action_;
+    slow.set_name("slow-to-enter");
+    for (int i = 0; i < 1000 + attempt; ++i) {  // A new template key each try.
+      sandbox::Mount& mount = *slow.mutable_filesystem()->add_mounts();
+      mount.set_type(sandbox::Mount::TMPFS);
+      mount.set_target("/mnt");
+      mount.set_size_bytes(1 << 20);
+    }
+    const std::vector<pid_t> before = ChildrenOf(daemon_->pid());
+    std::thread launcher;
+    Outcome outcome;
+    launcher = std::thread([&] { outcome = Launch(slow, {"/bin/true"}); });
+    pid_t template_pid = 0;
+    const absl::Time give_up = absl::Now() + absl::Seconds(20);
+    while (template_pid == 0 && absl::Now() < give_up) {
+      for (pid_t child : ChildrenOf(daemon_->pid())) {
+        if (std::find(before.begin(), before.end(), child) == before.end()) {
+          template_pid = child;
+        }
+      }
+    }
+    ASSERT_NE(template_pid, 0) << "no template appeared";
+    ASSERT_EQ(::kill(template_pid, SIGSTOP), 0);
+    // Answered while it is stopped: within 3 s, where a server waiting for
+    // the template would answer only after giving up on it (5 s).
+    const ForkServerOptions saved = GetForkServerOptions();
+    ForkServerOptions quick = saved;
+    quick.request_timeout = absl::Seconds(3);
+    SetForkServerOptions(quick);
+    wire::StatusReply status = Status();
+    SetForkServerOptions(saved);
+    bool entering = false;
+    for (const wire::TemplateInfo& t : status.templates()) {
+      if (t.pid() == template_pid) entering = t.entering();
+    }
+    if (!entering) {
+      // Entered before we stopped it: let it run, and try again.
+      ::kill(template_pid, SIGCONT);
+      launcher.join();
+      EXPECT_TRUE(outcome.status.ok()) << outcome.status;
+      continue;
+    }
+    caught = true;
+    launcher.join();  // Ends when the server gives up on the template.
+    EXPECT_TRUE(absl::IsDeadlineExceeded(outcome.status)) << outcome.status;
+    EXPECT_THAT(std::string(outcome.status.message()), HasSubstr("did not enter"));
+    // The next launch of that policy builds a new template and runs.
+    Outcome again = Launch(slow, {"/bin/true"});
+    ASSERT_TRUE(again.status.ok()) << again.status;
+    EXPECT_EQ(again.exitcode, 0);
+    ASSERT_TRUE(again.stats.has_value());
+    EXPECT_TRUE(again.stats->template_built());
+  }
+  EXPECT_TRUE(caught) << "a template with 1000 mounts entered before it could be stopped, 5 times";
 }
 
 int CountFds(pid_t pid) {

@@ -1,0 +1,125 @@
+#include "forkserver/client_fd_closer.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "forkserver/child/fd_closer.h"
+#include "forkserver/child/spawner.h"
+#include "forkserver/server_log.h"
+#include "lib/base/status_macros.h"
+
+namespace forkserver {
+namespace server_internal {
+namespace {
+
+// The closer's end of the socket, at a fixed number in the closer.
+constexpr int kCloserSocketFd = 3;
+
+}  // namespace
+
+ClientFdCloser::~ClientFdCloser() { Stop(); }
+
+void ClientFdCloser::Stop() {
+  socket_.reset();
+  if (pidfd_) {
+    // Killed, not left to finish: an exiting process's closes do not
+    // linger (inet_release skips SO_LINGER under PF_EXITING).
+    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    pidfd_.reset();
+  }
+  pid_ = 0;
+}
+
+absl::Status ClientFdCloser::Start() {
+  Stop();
+  // A stream, not SEQPACKET: a datagram queue holds only
+  // net.unix.max_dgram_qlen (10) messages, and a closer merely waiting for
+  // the CPU would look stuck. A stream's holds a send buffer's worth
+  // (hundreds of one-byte messages, each with its descriptors).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    return ErrnoError("socketpair for the descriptor closer");
+  }
+  UniqueFd ours(pair[0]);
+  UniqueFd theirs(pair[1]);
+  ChildSetupPlan plan;
+  plan.parent_death_signal = SIGKILL;
+  plan.expected_parent = ::getpid();
+  std::strncpy(plan.name, "fs-fd-closer", sizeof(plan.name) - 1);
+  plan.fd_count = 1;
+  plan.source_fds[0] = theirs.get();
+  plan.target_fds[0] = kCloserSocketFd;
+  // An ordinary SIGCHLD child: when it dies the server's reaper reaps it
+  // with the strangers (forkserver/reaper.h), so no wait of ours can block.
+  ASSIGN_OR_RETURN(ForkedChild child, ForkChild(plan));
+  if (child.pid == 0) RunFdCloserAsyncSafe(kCloserSocketFd);  // ===== CHILD.
+  theirs.reset();
+  pid_ = child.pid;
+  pidfd_ = std::move(child.pidfd);
+  RETURN_IF_ERROR(AwaitChildSetup(child.report.get(),
+                                  absl::Now() + absl::Seconds(10)));
+  socket_ = std::move(ours);
+  return absl::OkStatus();
+}
+
+bool ClientFdCloser::Send(const int* fds, int count) {
+  if (!socket_) return false;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCloserBatch)] = {};
+  char byte = 0;
+  iovec iov{&byte, sizeof(byte)};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  std::memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(socket_.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent == 1;
+}
+
+void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
+  std::vector<int> numbers;
+  numbers.reserve(fds.size());
+  for (const UniqueFd& fd : fds) {
+    if (fd) numbers.push_back(fd.get());
+  }
+  for (size_t at = 0; at < numbers.size(); at += kFdCloserBatch) {
+    const int count =
+        static_cast<int>(std::min<size_t>(kFdCloserBatch, numbers.size() - at));
+    if (Send(numbers.data() + at, count)) continue;
+    // Full (the closer is stuck in a close), dead, or never started: a new
+    // one, once per batch. Each in-flight descriptor queued to the old one
+    // is closed as it exits, without lingering.
+    const int error = errno;
+    absl::Status restarted = Start();
+    ++restarts_;
+    if (restarted.ok() && Send(numbers.data() + at, count)) {
+      Log(absl::StrCat("descriptor closer replaced (send: ",
+                       std::strerror(error), ")"));
+      continue;
+    }
+    Log(absl::StrCat("descriptor closer unavailable (",
+                     restarted.ok() ? std::strerror(errno)
+                                    : restarted.ToString(),
+                     "); closing ", count,
+                     " client descriptors in the server itself"));
+  }
+  fds.clear();  // Our copies: the last references are in flight.
+}
+
+}  // namespace server_internal
+}  // namespace forkserver
