@@ -69,21 +69,22 @@ absl::Status ClientFdCloser::Start() {
   return absl::OkStatus();
 }
 
-bool ClientFdCloser::Send(const int* fds, int count) {
+bool ClientFdCloser::Send(char what, const int* fds, int count) {
   if (!socket_) return false;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCloserBatch)] = {};
-  char byte = 0;
-  iovec iov{&byte, sizeof(byte)};
+  iovec iov{&what, sizeof(what)};
   msghdr message{};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int) * count);
-  std::memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  if (count > 0) {
+    message.msg_control = control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    std::memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  }
   ssize_t sent;
   do {
     sent = ::sendmsg(socket_.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -97,17 +98,18 @@ void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
   for (const UniqueFd& fd : fds) {
     if (fd) numbers.push_back(fd.get());
   }
+  if (numbers.empty()) return;
   for (size_t at = 0; at < numbers.size(); at += kFdCloserBatch) {
     const int count =
         static_cast<int>(std::min<size_t>(kFdCloserBatch, numbers.size() - at));
-    if (Send(numbers.data() + at, count)) continue;
+    if (Send(kFdCloserHold, numbers.data() + at, count)) continue;
     // Full (the closer is stuck in a close), dead, or never started: a new
-    // one, once per batch. Each in-flight descriptor queued to the old one
-    // is closed as it exits, without lingering.
+    // one, once per batch. What was queued to or held by the old one is
+    // closed as it exits, without lingering.
     const int error = errno;
     absl::Status restarted = Start();
     ++restarts_;
-    if (restarted.ok() && Send(numbers.data() + at, count)) {
+    if (restarted.ok() && Send(kFdCloserHold, numbers.data() + at, count)) {
       Log(absl::StrCat("descriptor closer replaced (send: ",
                        std::strerror(error), ")"));
       continue;
@@ -118,7 +120,16 @@ void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
                      "); closing ", count,
                      " client descriptors in the server itself"));
   }
-  fds.clear();  // Our copies: the last references are in flight.
+  // Our copies first: then the closer's are the last references.
+  fds.clear();
+  if (socket_ && !Send(kFdCloserCloseNow, nullptr, 0)) {
+    // It holds them and cannot be told: a new one for next time; the old
+    // one's held descriptors close as it is killed (without lingering).
+    ++restarts_;
+    if (absl::Status restarted = Start(); !restarted.ok()) {
+      Log(absl::StrCat("descriptor closer unavailable: ", restarted.ToString()));
+    }
+  }
 }
 
 }  // namespace server_internal

@@ -7,8 +7,9 @@
 // socket is out of reach), a FUSE file whose daemon never answers the
 // flush. The server has one thread; a client must not be able to stop it.
 // So every descriptor that came from a client is handed to a closer
-// process (forkserver/child/fd_closer.h) in flight over a socket before
-// the server closes its own copy, which is then never the last reference.
+// process (forkserver/child/fd_closer.h) over a socket; the server closes
+// its own copy, and only then tells the closer to close its one, which is
+// therefore always the last reference.
 //
 //   ClientFdCloser closer;
 //   closer.Start();                 // at server start; logs if it cannot
@@ -55,7 +56,9 @@ class ClientFdCloser {
   pid_t pid() const { return pid_; }
 
  private:
-  bool Send(const int* fds, int count);
+  // One message: `what` (kFdCloserHold / kFdCloserCloseNow) with `count`
+  // descriptors. False if it could not go without blocking.
+  bool Send(char what, const int* fds, int count);
   void Stop();
 
   UniqueFd socket_;

@@ -14,6 +14,16 @@
 
 namespace forkserver {
 
+// The descriptors of the message being closed, held until the server
+// says it has closed its own copies. Static: no allocation here.
+int g_held[kFdCloserHeldMax];
+int g_held_count = 0;
+
+void CloseHeld() {
+  for (int i = 0; i < g_held_count; ++i) ::close(g_held[i]);  // May block: ours to.
+  g_held_count = 0;
+}
+
 // ===== CHILD.
 void RunFdCloserAsyncSafe(int socket) {
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCloserBatch)];
@@ -27,7 +37,9 @@ void RunFdCloserAsyncSafe(int socket) {
     message.msg_controllen = sizeof(control);
     const ssize_t n = ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ::_exit(0);  // The server closed its end, or is gone.
+    // The server closed its end, or is gone: what is held closes as this
+    // process exits (without lingering).
+    if (n <= 0) ::_exit(0);
     // Descriptors past what `control` holds (MSG_CTRUNC) were closed by
     // the kernel in this process already: fine, that is the job.
     for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
@@ -36,10 +48,13 @@ void RunFdCloserAsyncSafe(int socket) {
         continue;
       }
       const int* fds = reinterpret_cast<const int*>(CMSG_DATA(header));
-      const size_t count =
-          (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) ::close(fds[i]);  // May block: ours to.
+      const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        if (g_held_count == kFdCloserHeldMax) CloseHeld();  // Never: see the header.
+        g_held[g_held_count++] = fds[i];
+      }
     }
+    if (byte == kFdCloserCloseNow) CloseHeld();
   }
 }
 

@@ -22,13 +22,30 @@
 
 namespace forkserver {
 
-// Receives batches of descriptors on `socket` and closes them, until EOF
-// or an error on `socket`; then _exit(0). Never returns.
+// Receives descriptors on `socket` and closes them, until EOF or an error
+// on `socket`; then _exit(0). Never returns.
+//
+// The protocol: one-byte messages on a stream socket. kFdCloserHold with
+// descriptors (SCM_RIGHTS): hold them. kFdCloserCloseNow (also with
+// descriptors, or without): close everything held. The server sends its
+// descriptors with kFdCloserHold, closes its own copies, then sends
+// kFdCloserCloseNow, so the closer's close is always the last reference:
+// were the closer to close first, the server's close would be the last
+// one, and block.
 [[noreturn]] void RunFdCloserAsyncSafe(int socket);
+
+inline constexpr char kFdCloserHold = 'H';
+inline constexpr char kFdCloserCloseNow = 'C';
 
 // The most descriptors one message to the closer carries (the kernel's
 // SCM_MAX_FD).
 inline constexpr int kFdCloserBatch = 253;
+// The most the closer holds before a kFdCloserCloseNow. The server
+// releases one client packet's descriptors at a time (at most
+// kMaxPacketFds, 64, lib/ipc/seqpacket.h) and then says close, so this is
+// never reached; if it were, the closer would close early, and the
+// server's close of its copy could again be the last.
+inline constexpr int kFdCloserHeldMax = 4096;
 
 }  // namespace forkserver
 
