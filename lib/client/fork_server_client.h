@@ -50,10 +50,9 @@ struct ForkServerOptions {
   // Warm workers the server keeps ready (forkserver/warm_pool.h): entry
   // workers forked ahead of requests, so that a start costs a message, not
   // a fork. Each is an idle process (its private memory is small: it
-  // shares the server's pages) and two of the server's descriptors. 0 (the
-  // default until the feature has soaked): every worker is forked on
-  // request. At most 64.
-  int warm_workers = 0;
+  // shares the server's pages) and two of the server's descriptors. 0:
+  // every worker is forked on request. At most 64.
+  int warm_workers = 2;
 };
 
 // Options for the next launch (a running server keeps its own).

@@ -102,7 +102,7 @@ void BM_StartJoin(benchmark::State& state, StartMethod method,
 BENCHMARK_CAPTURE(BM_StartJoin, fork, StartMethod::kFork, "fork")
     ->UseRealTime()
     ->MinTime(2.0);
-// Two warm workers (ForkServerOptions.warm_workers; the default is 0).
+// Two warm workers (ForkServerOptions.warm_workers, the default).
 BENCHMARK_CAPTURE(BM_StartJoin, forkserver, StartMethod::kForkServer,
                   "forkserver", 2)
     ->UseRealTime()
