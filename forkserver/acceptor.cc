@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -51,7 +52,10 @@ void Acceptor::OnReadable() {
         (void)SendPacket(refused.get(), message.SerializeAsString());
         connections_.CountRefusal("out of file descriptors");
       }
-      refused.reset();
+      // Packets it queued before we took it are purged by its close.
+      std::vector<UniqueFd> release;
+      release.push_back(std::move(refused));
+      connections_.ReleaseClientFds(release);
       OpenReserve();
       return;
     }

@@ -1,7 +1,10 @@
 #include "forkserver/client_fd_closer.h"
 
 #include <signal.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,6 +24,35 @@ namespace {
 
 // The closer's end of the socket, at a fixed number in the closer.
 constexpr int kCloserSocketFd = 3;
+
+// Whether closing `fd` can block: false only for kinds whose release the
+// kernel does at once. A pipe or FIFO; an anonymous inode (eventfd,
+// signalfd, timerfd, pidfd, epoll); a regular file on a local file system
+// (memfd, tmpfs, ext4, xfs, btrfs), whose close flushes nothing remote.
+// Everything else goes to the closer: sockets (SO_LINGER, or a Unix
+// socket's queue of further descriptors), ttys (close drains output),
+// devices, directories and files on FUSE, NFS, overlay and the rest.
+// Closing the safe kinds in place also keeps a stuck closer from delaying
+// the EOF a child's reader waits for on a pipe.
+bool CloseCannotBlock(int fd) {
+  struct stat info;
+  if (::fstat(fd, &info) != 0) return false;
+  const mode_t type = info.st_mode & S_IFMT;
+  if (type == S_IFIFO || type == 0) return true;
+  if (type != S_IFREG) return false;
+  struct statfs fs;
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case TMPFS_MAGIC:
+    case HUGETLBFS_MAGIC:
+    case EXT4_SUPER_MAGIC:  // Also ext2 and ext3.
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace
 
@@ -95,10 +127,18 @@ bool ClientFdCloser::Send(char what, const int* fds, int count) {
 void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
   std::vector<int> numbers;
   numbers.reserve(fds.size());
-  for (const UniqueFd& fd : fds) {
-    if (fd) numbers.push_back(fd.get());
+  for (UniqueFd& fd : fds) {
+    if (!fd) continue;
+    if (CloseCannotBlock(fd.get())) {
+      fd.reset();
+    } else {
+      numbers.push_back(fd.get());
+    }
   }
-  if (numbers.empty()) return;
+  if (numbers.empty()) {
+    fds.clear();
+    return;
+  }
   for (size_t at = 0; at < numbers.size(); at += kFdCloserBatch) {
     const int count =
         static_cast<int>(std::min<size_t>(kFdCloserBatch, numbers.size() - at));

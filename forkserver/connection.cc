@@ -418,7 +418,22 @@ void ConnectionTable::Close(int fd) {
     if (!read) break;
   }
   events_.Unwatch(fd);
+  // What is still queued (past the 16 read away) goes with the socket:
+  // its close purges those packets and closes what they carry.
+  std::vector<UniqueFd> socket;
+  socket.push_back(std::move(it->second.socket));
   connections_.erase(it);
+  ReleaseClientFds(socket);
+}
+
+void ConnectionTable::Clear() {
+  std::vector<UniqueFd> sockets;
+  for (auto& [fd, connection] : connections_) {
+    events_.Unwatch(fd);
+    sockets.push_back(std::move(connection.socket));
+  }
+  connections_.clear();
+  ReleaseClientFds(sockets);
 }
 
 void ConnectionTable::ReleaseClientFds(std::vector<UniqueFd>& fds) {

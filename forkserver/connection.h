@@ -118,7 +118,13 @@ class ConnectionTable : public SandboxReplies {
   // Counts a connection refused before it got here (out of descriptors).
   void CountRefusal(absl::string_view why);
   // Closes every connection at once, without replies (shutdown).
-  void Clear() { connections_.clear(); }
+  // Closes every connection (shutdown), through the closer.
+  void Clear();
+  // Every descriptor a client sent, and every client connection, ends
+  // here: in the closer process (client_fd_closer.h), so no close() of
+  // ours can block the loop (a connection's close purges the packets
+  // still queued on it, and closes the descriptors they carry).
+  void ReleaseClientFds(std::vector<UniqueFd>& fds);
 
   // A template's answers (SandboxReplies, in connection_sandbox.cc).
   void SandboxStarted(int connection, pid_t pid) override;
@@ -164,9 +170,6 @@ class ConnectionTable : public SandboxReplies {
   void HandleStatus(Connection& connection);
   void HandleSandboxedSpawn(Connection& connection, const wire::SpawnRequest& request,
                             std::vector<UniqueFd>& fds);
-  // Every descriptor a client sent ends here: to the closer process
-  // (client_fd_closer.h), so no close() of ours can block the loop.
-  void ReleaseClientFds(std::vector<UniqueFd>& fds);
 
   // Closes the connection with an error reply, logs and counts why.
   void Reject(int fd, const absl::Status& why);

@@ -43,7 +43,7 @@ class Server {
         connections_(ConnectionOptionsOf(config_, &templates_, &closer_), events_,
                      children_),
         acceptor_(config_.listener, connections_, events_),
-        shutdown_(ShutdownOptionsOf(config_), events_, children_) {}
+        shutdown_(ShutdownOptionsOf(config_, &closer_), events_, children_) {}
 
   absl::Status Run();
 
@@ -61,9 +61,10 @@ class Server {
     options.preload_duration = config.preload_duration;
     return options;
   }
-  static ShutdownOptions ShutdownOptionsOf(ServerConfig& config) {
+  static ShutdownOptions ShutdownOptionsOf(ServerConfig& config, ClientFdCloser* closer) {
     ShutdownOptions options;
     options.listener = &config.listener;
+    options.closer = closer;
     options.socket_path = config.socket_path;
     options.remove_socket_directory = config.remove_socket_directory;
     options.has_owner = static_cast<bool>(config.alive);

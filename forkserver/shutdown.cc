@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "forkserver/server_log.h"
 #include "lib/base/monotonic_clock.h"
@@ -14,7 +17,9 @@ void Shutdown::Begin(absl::string_view reason) {
   started_ = true;
   deadline_ = MonotonicNow() + options_.grace;
   events_.Unwatch(options_.listener->get());
-  options_.listener->reset();
+  std::vector<UniqueFd> listener;
+  listener.push_back(std::move(*options_.listener));
+  if (options_.closer != nullptr) options_.closer->Release(listener);
   ::unlink(options_.socket_path.c_str());
   if (options_.remove_socket_directory) {
     const size_t slash = options_.socket_path.rfind('/');

@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "forkserver/children.h"
+#include "forkserver/client_fd_closer.h"
 #include "forkserver/event_set.h"
 #include "lib/base/unique_fd.h"
 
@@ -42,6 +43,9 @@ inline constexpr absl::string_view kOwnerWentAway =
 struct ShutdownOptions {
   // Closed by Begin(); the Acceptor reads it too.
   UniqueFd* listener = nullptr;
+  // Where Begin() closes it: connections never accepted are purged with
+  // it, and the descriptors their packets carry closed.
+  ClientFdCloser* closer = nullptr;
   std::string socket_path;
   bool remove_socket_directory = false;
   // Whether the server has an owner (an alive pipe).

@@ -18,10 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "forkserver/child/sandbox/steps.h"
 #include "forkserver/child/spawner.h"
+#include "forkserver/client_fd_closer.h"
 #include "forkserver/child/sandbox/template_child.h"
 #include "forkserver/memfd_args.h"
 #include "forkserver/server_log.h"
@@ -111,6 +114,10 @@ class TemplateLoop {
   int socket_;
   ChildBase base_;
   UniqueFd signals_;
+  // The client descriptors a request brought go there (a template is
+  // shared by every client of its policy; none may stall it with a
+  // close that blocks). Its own, started in Run().
+  ClientFdCloser closer_;
   absl::flat_hash_map<pid_t, Running> running_;
 };
 
@@ -127,6 +134,10 @@ void TemplateLoop::Run() {
   ::sigprocmask(SIG_BLOCK, &chld, nullptr);
   signals_.reset(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals_) ::_exit(1);
+  if (absl::Status started = closer_.Start(); !started.ok()) {
+    Log(absl::StrCat("sandbox template: no descriptor closer (", started.ToString(),
+                     "); client descriptors are closed in the template"));
+  }
   while (true) {
     pollfd fds[2] = {{socket_, POLLIN, 0}, {signals_.get(), POLLIN, 0}};
     const int ready = ::poll(fds, 2, TimeoutMillis());
@@ -140,6 +151,7 @@ void TemplateLoop::Run() {
 void TemplateLoop::OnRequest() {
   Packet packet;
   absl::Status received = ReceivePacket(socket_, absl::InfinitePast(), &packet);
+  absl::Cleanup release = [&] { closer_.Release(packet.fds); };
   if (absl::IsDeadlineExceeded(received)) return;
   if (!received.ok()) ::_exit(0);  // EOF: the server let us go (or died).
   templ::TemplateRequest request;

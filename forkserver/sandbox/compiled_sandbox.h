@@ -75,7 +75,9 @@ class CompiledSandbox {
   sandbox_child::SandboxPlan plan_;
   uint64_t clone_flags_ = 0;
   std::string uid_map_, gid_map_;
-  bool deny_setgroups_ = true;
+  // Only with a user namespace: the host's own setgroups file is not ours
+  // to write (EPERM), and there is nothing to deny outside one.
+  bool deny_setgroups_ = false;
   std::deque<std::string> strings_;  // Stable addresses for plan_'s strings.
   std::vector<sandbox_child::MountOp> mounts_;
   std::vector<int> mount_op_source_;

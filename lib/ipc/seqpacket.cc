@@ -138,7 +138,11 @@ absl::Status Receive(int socket, absl::Time deadline, bool untrusted, Packet* pa
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPacketFds)];
+  // Room for all a sender can attach (SCM_MAX_FD), not just our cap:
+  // descriptors past the buffer the kernel closes itself, in this thread,
+  // inside recvmsg, where nobody can hand them to a closer process
+  // (forkserver/client_fd_closer.h) and a blocking close would block us.
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kKernelMaxFdsPerMessage)];
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t received;
@@ -154,26 +158,29 @@ absl::Status Receive(int socket, absl::Time deadline, bool untrusted, Packet* pa
     return ErrnoError("recvmsg");
   }
 
-  // Take ownership of every descriptor before looking at anything else, so
-  // each error path below closes them.
+  // Take ownership of every descriptor before looking at anything else.
+  // On the error paths below they stay in packet->fds, for the caller to
+  // close or hand to a closer.
   const bool foreign_control = TakeDescriptors(msg, &packet->fds);
   if (untrusted) ClearLinger(packet->fds);
   if (msg.msg_flags & MSG_CTRUNC) {
-    packet->fds.clear();
     packet->bytes.clear();
     return absl::InvalidArgumentError(absl::StrCat(
-        "descriptors were truncated (more than ", kMaxPacketFds,
-        " sent, or the receiver's descriptor table is full)"));
+        "descriptors were truncated (the receiver's descriptor table is full)"));
+  }
+  if (packet->fds.size() > static_cast<size_t>(kMaxPacketFds)) {
+    packet->bytes.clear();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "packet carried ", packet->fds.size(), " descriptors; at most ", kMaxPacketFds,
+        " are accepted"));
   }
   if (msg.msg_flags & MSG_TRUNC ||
       static_cast<size_t>(received) > kMaxPacketBytes) {
-    packet->fds.clear();
     packet->bytes.clear();
     return absl::InvalidArgumentError(absl::StrCat(
         "packet exceeds the cap of ", kMaxPacketBytes, " bytes"));
   }
   if (foreign_control) {
-    packet->fds.clear();
     packet->bytes.clear();
     return absl::InvalidArgumentError(
         "packet carried control data other than SCM_RIGHTS");

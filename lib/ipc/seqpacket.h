@@ -5,10 +5,13 @@
 // through these two functions, so the caps below hold on both sides.
 //
 // A packet is bounded: at most kMaxPacketBytes of payload and kMaxPacketFds
-// descriptors. A packet that was truncated by the kernel (bigger than the
-// cap: MSG_TRUNC; more descriptors than the cap or the receiver's fd table
-// allowed: MSG_CTRUNC) is an error, and every descriptor that did arrive
-// with it is closed before the error is returned. Received descriptors are
+// descriptors. A packet over a cap (bigger: MSG_TRUNC; more descriptors;
+// more than the receiver's fd table allowed: MSG_CTRUNC) is an error; the
+// descriptors that did arrive with it are left in the packet, so the
+// caller decides how they are closed (the fork server hands them to its
+// closer process). The receive buffer takes all a sender can attach
+// (kKernelMaxFdsPerMessage), so the kernel never closes any inside
+// recvmsg but for a full descriptor table. Received descriptors are
 // O_CLOEXEC (MSG_CMSG_CLOEXEC).
 
 #ifndef FORKSERVER_LIB_IPC_SEQPACKET_H_
@@ -29,6 +32,8 @@ namespace forkserver {
 
 inline constexpr size_t kMaxPacketBytes = 64 * 1024;
 inline constexpr int kMaxPacketFds = 64;
+// The most descriptors one sendmsg can carry (the kernel's SCM_MAX_FD).
+inline constexpr int kKernelMaxFdsPerMessage = 253;
 // Highest descriptor number (exclusive) a child may be given, checked by
 // the sender and the server alike.
 inline constexpr int kMaxChildFdNumber = 1 << 16;
@@ -48,8 +53,9 @@ absl::Status SendPacket(int socket, absl::string_view bytes,
 // Receives one packet, waiting until `deadline` (absl::InfinitePast() means
 // "only if one is already there"). Errors: UNAVAILABLE when the peer closed
 // the connection (EOF or ECONNRESET); DEADLINE_EXCEEDED when nothing came
-// in time; INVALID_ARGUMENT for a truncated packet or descriptors that are
-// not SCM_RIGHTS; otherwise the errno status.
+// in time; INVALID_ARGUMENT for a packet over a cap or control data that
+// is not SCM_RIGHTS (its descriptors, if any, still in packet->fds);
+// otherwise the errno status.
 absl::Status ReceivePacket(int socket, absl::Time deadline, Packet* packet);
 
 // ReceivePacket for a receiver that must never block on closing what it

@@ -39,6 +39,7 @@
 #include "tests/chaos/chaos_harness.h"
 #include "tests/support/lingering_socket.h"
 #include "tests/support/raw_client.h"
+#include "tests/support/raw_send.h"
 #include "tests/support/test_util.h"
 
 namespace forkserver {
@@ -688,6 +689,64 @@ TEST_F(ChaosTest, ALingeringSocketQueuedInASentSocketCannotStallTheServer) {
       break;
     }
   }
+}
+
+// Found by an outside attack: a packet with more descriptors than the cap
+// (65, the last a lingering TCP socket). The receive buffer had room for
+// 64, so the kernel closed the 65th itself, inside the server's recvmsg:
+// the last reference, in the server's thread, and it waited out the
+// linger. The buffer now takes all a sender can attach (253), and the
+// refused packet's descriptors go to the closer like any others.
+TEST_F(ChaosTest, DescriptorsPastTheCapCannotStallTheServer) {
+  auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
+  UniqueFd connection = testing::RawConnect(socket_);
+  daemon_->Signal(SIGSTOP);
+  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
+  ASSERT_GT(testing::SendWithMemfds(connection.get(), testing::HelloBytes(), kMaxPacketFds,
+                                    /*flags=*/0, /*last_fd=*/sender.get()),
+            0)
+      << std::strerror(errno);
+  sender.reset();  // In flight, the packet holds the only other reference.
+  daemon_->Signal(SIGCONT);
+  GlobalFigures().bad_inputs++;
+  EXPECT_THAT(testing::ErrorBeforeClose(connection.get()), HasSubstr("at most 64"));
+  ledger_.Sent();
+  absl::Status served = NormalSpawn();
+  EXPECT_OK(served) << "the server stalled on a descriptor past the cap";
+  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
+}
+
+// Found by an outside attack: packets still queued when the server closes
+// a connection (it reads 16 away first) are purged by that close, and the
+// descriptors they carry closed with them, never received, so never made
+// safe. A refused sandboxed spawn is closed at once; 40 packets follow it,
+// ten of them carrying a lingering TCP socket. The connection's own close
+// now goes to the closer too.
+TEST_F(ChaosTest, PacketsQueuedOnAClosedConnectionCannotStallTheServer) {
+  auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
+  UniqueFd connection = testing::RawConnect(socket_);
+  daemon_->Signal(SIGSTOP);
+  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
+  testing::RawSend(connection.get(), testing::HelloBytes(), 0);
+  wire::ClientMessage spawn;
+  spawn.mutable_spawn()->set_kind(wire::SPAWN_KIND_EXEC);
+  spawn.mutable_spawn()->mutable_exec()->set_path("/bin/true");
+  spawn.mutable_spawn()->mutable_exec()->add_argv("true");
+  spawn.mutable_spawn()->set_sandbox_text("this is { not a policy");
+  testing::RawSend(connection.get(), spawn.SerializeAsString(), 0);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_GT(testing::SendWithMemfds(connection.get(), "x", 0, /*flags=*/0,
+                                      /*last_fd=*/i >= 30 ? sender.get() : -1),
+              0)
+        << std::strerror(errno);
+  }
+  sender.reset();
+  daemon_->Signal(SIGCONT);
+  GlobalFigures().bad_inputs++;
+  ledger_.Sent();
+  absl::Status served = NormalSpawn();
+  EXPECT_OK(served) << "the server stalled on packets queued on a connection it closed";
+  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
 }
 
 // Matrix row 13: "0 bytes" gets INVALID_ARGUMENT and the connection

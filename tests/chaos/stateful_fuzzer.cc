@@ -59,7 +59,7 @@ UniqueFd Connect(const std::string& path) {
 }
 
 // Sends bytes with `count` fresh memfds, bypassing the library's caps (up
-// to 100 descriptors: more than kMaxPacketFds, so MSG_CTRUNC).
+// to 100 descriptors: more than kMaxPacketFds, so refused).
 void SendRaw(int socket, const std::string& bytes, int count) {
   // Fire and forget: a full socket or a closed peer is part of the game.
   (void)testing::SendWithMemfds(socket, bytes, count, MSG_DONTWAIT);

@@ -297,7 +297,7 @@ std::vector<BadPacketCase> BadPackets() {
   {
     wire::ClientMessage message = SpawnMessage();
     cases.push_back({"too many fds", true, message.SerializeAsString(),
-                     kMaxPacketFds + 6, "truncated"});
+                     kMaxPacketFds + 6, "at most 64"});
   }
   {
     wire::ClientMessage message;

@@ -32,6 +32,7 @@
 #include "lib/ipc/seqpacket.h"
 #include "tests/sandbox/sandbox_test_util.h"
 #include "tests/support/forkserverd.h"
+#include "tests/support/lingering_socket.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_util.h"
@@ -505,6 +506,61 @@ TEST_F(ForkserverdSandboxTest, ATemplateStillEnteringStallsNobody) {
     EXPECT_TRUE(again.stats->template_built());
   }
   EXPECT_TRUE(caught) << "a template with 1000 mounts entered before it could be stopped, 5 times";
+}
+
+// A template is shared by every client of its policy: a descriptor whose
+// last close blocks must not stall it. A lingering TCP socket queued in a
+// Unix socket is given as a sandboxed program's stdin, and the exec fails
+// (no such program), so the template's close of it is the last one. Before
+// templates had a closer of their own that close waited out the linger
+// (120 s), and every later launch of the policy with it.
+TEST_F(ForkserverdSandboxTest, ADescriptorWhoseCloseBlocksCannotStallATemplate) {
+  Outcome first = Launch(build_action_, {"/bin/true"});  // Builds the template.
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  wire::StatusReply status = Status();
+  ASSERT_EQ(status.templates_size(), 1);
+  const pid_t template_pid = status.templates(0).pid();
+  auto [carrier, peer] = testing::UnixSocketQueuingALingeringOne(/*linger_seconds=*/120);
+  UniqueFd connection = testing::ConnectAndHello(socket_);
+  wire::ClientMessage spawn;
+  wire::SpawnRequest& request = *spawn.mutable_spawn();
+  request.set_kind(wire::SPAWN_KIND_EXEC);
+  request.mutable_exec()->set_path("/nonexistent/program");
+  request.mutable_exec()->add_argv("program");
+  request.add_child_fds(0);
+  *request.mutable_sandbox() = build_action_;
+  // Ours must not be the last copy: the template is held stopped until
+  // the request (the socket with it) is in flight, and ours is closed.
+  ASSERT_EQ(::kill(template_pid, SIGSTOP), 0);
+  const int passed = carrier.get();
+  ASSERT_TRUE(SendPacket(connection.get(), spawn.SerializeAsString(), {&passed, 1}).ok());
+  carrier.reset();
+  ASSERT_EQ(::kill(template_pid, SIGCONT), 0);
+  Packet reply;
+  ASSERT_TRUE(ReceivePacket(connection.get(), absl::Now() + absl::Seconds(10), &reply).ok());
+  wire::ServerMessage message;
+  ASSERT_TRUE(message.ParseFromString(reply.bytes));
+  EXPECT_TRUE(message.has_error()) << message.DebugString();
+  // The template serves on.
+  Outcome next = Launch(build_action_, {"/bin/true"});
+  EXPECT_TRUE(next.status.ok()) << next.status << ": the template stalled on a close";
+  EXPECT_EQ(next.exitcode, 0);
+  status = Status();
+  ASSERT_EQ(status.templates_size(), 1);
+  EXPECT_EQ(status.templates(0).pid(), template_pid);
+}
+
+// profiles/default.textproto alone: seccomp, no namespaces at all. There
+// is no user namespace, so no id maps or setgroups to write (writing the
+// host's own failed with EPERM, found by an outside attack); the block
+// list still applies.
+TEST_F(ForkserverdSandboxTest, TheSeccompOnlyDefaultProfileRunsAlone) {
+  auto profile = sandbox::LoadPolicyFile(st::ProfilePath("default"));
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  Outcome run = Launch(*profile, {"/bin/sh", "-c", "unshare --user /bin/true; echo unshare=$?"});
+  ASSERT_TRUE(run.status.ok()) << run.status;
+  EXPECT_EQ(run.exitcode, 0);
+  EXPECT_THAT(run.out, HasSubstr("unshare=1\n"));  // EPERM from the filter.
 }
 
 int CountFds(pid_t pid) {

@@ -12,11 +12,12 @@ namespace forkserver {
 namespace testing {
 
 long SendWithMemfds(int socket, const std::string& bytes, int fd_count,
-                    int flags) {
+                    int flags, int last_fd) {
   std::vector<int> fds;
   for (int i = 0; i < fd_count; ++i) {
     fds.push_back(::memfd_create("raw-send", MFD_CLOEXEC));
   }
+  if (last_fd >= 0) fds.push_back(last_fd);
   iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -33,7 +34,7 @@ long SendWithMemfds(int socket, const std::string& bytes, int fd_count,
   }
   const long sent = ::sendmsg(socket, &msg, MSG_NOSIGNAL | flags);
   const int send_errno = errno;
-  for (int fd : fds) ::close(fd);
+  for (int i = 0; i < fd_count; ++i) ::close(fds[i]);
   errno = send_errno;
   return sent;
 }

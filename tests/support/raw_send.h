@@ -15,8 +15,10 @@ namespace testing {
 
 // sendmsg's result (-1 with errno on failure); `flags` beyond
 // MSG_NOSIGNAL, e.g. MSG_DONTWAIT. The memfds are closed after sending.
+// `last_fd` (>= 0): one more descriptor of the caller's, attached after
+// the memfds (and left open).
 long SendWithMemfds(int socket, const std::string& bytes, int fd_count,
-                    int flags = 0);
+                    int flags = 0, int last_fd = -1);
 
 }  // namespace testing
 }  // namespace forkserver
