@@ -57,6 +57,10 @@ struct TemplateProcess {
 // request_timeout (10 s, lib/client/fork_server_client.h), so a client
 // hears this reason rather than its own timeout.
 inline constexpr absl::Duration kTemplateEnterTimeout = absl::Seconds(5);
+// How long an entered template may leave a launch unanswered (started or
+// failed) before it is taken for stuck, killed, and its launches fail
+// with DEADLINE_EXCEEDED.
+inline constexpr absl::Duration kTemplateLaunchTimeout = absl::Seconds(5);
 
 // Starts the template for `sandbox`: clone3, its id maps, its release. It
 // does not wait for the template to enter (a view of many mounts, or a

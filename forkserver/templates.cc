@@ -43,6 +43,7 @@ struct TemplateCache::Pending {
   pid_t pid = 0;  // Host pid once started.
   std::unique_ptr<sandbox::CgroupLeaf> leaf;
   uint64_t start_monotonic_us = 0;
+  absl::Time sent_at;  // MonotonicNow() when forwarded to the template.
   int64_t setup_usec = 0;
   bool template_built = false;
   uint64_t cpu_time_ms = 0;
@@ -301,6 +302,7 @@ absl::Status TemplateCache::Launch(const wire::SpawnRequest& request,
                                                ") did not take the request: ", sent.message()));
   }
   pending.start_monotonic_us = sandbox::MonotonicMicros();
+  pending.sent_at = MonotonicNow();
   t->launches.emplace(id, std::move(pending));
   ++t->launches_total;
   return absl::OkStatus();
@@ -405,7 +407,13 @@ bool TemplateCache::CheckEntered(Template& t, SandboxReplies& replies) {
 absl::Time TemplateCache::NextDeadline() const {
   absl::Time next = absl::InfiniteFuture();
   for (const auto& t : lru_) {
-    if (t->process.entering) next = std::min(next, t->process.started + kTemplateEnterTimeout);
+    if (t->process.entering) {
+      next = std::min(next, t->process.started + kTemplateEnterTimeout);
+      continue;  // Its launches wait for it to enter first.
+    }
+    for (const auto& [id, p] : t->launches) {
+      if (p.pid == 0) next = std::min(next, p.sent_at + kTemplateLaunchTimeout);
+    }
   }
   return next;
 }
@@ -414,11 +422,26 @@ void TemplateCache::DropLate(SandboxReplies& replies) {
   const absl::Time now = MonotonicNow();
   for (auto it = lru_.begin(); it != lru_.end();) {
     Template& t = **it++;  // Drop removes it from the list.
-    if (!t.process.entering || now < t.process.started + kTemplateEnterTimeout) continue;
+    if (t.process.entering) {
+      if (now < t.process.started + kTemplateEnterTimeout) continue;
+      const wire::ServerMessage why = ErrorReply(absl::DeadlineExceededError(absl::StrCat(
+          "the sandbox template for policy '", t.sandbox->policy().name(), "' did not enter its ",
+          "namespaces and filesystem view within ", absl::FormatDuration(kTemplateEnterTimeout),
+          " (a mount source on a hung file system?); it was killed")));
+      Drop(t, &replies, &why);
+      continue;
+    }
+    // A template that has entered starts a child in milliseconds; one that
+    // leaves a launch unanswered this long is stopped or stuck, and every
+    // client of its policy with it: killed, its launches told, the next
+    // request builds a new one.
+    bool late = false;
+    for (const auto& [id, p] : t.launches) late = late || (p.pid == 0 && now >= p.sent_at + kTemplateLaunchTimeout);
+    if (!late) continue;
     const wire::ServerMessage why = ErrorReply(absl::DeadlineExceededError(absl::StrCat(
-        "the sandbox template for policy '", t.sandbox->policy().name(), "' did not enter its ",
-        "namespaces and filesystem view within ", absl::FormatDuration(kTemplateEnterTimeout),
-        " (a mount source on a hung file system?); it was killed")));
+        "the sandbox template (pid ", t.process.pid, ") for policy '", t.sandbox->policy().name(),
+        "' did not start a launch within ", absl::FormatDuration(kTemplateLaunchTimeout),
+        "; it was killed (the next request builds a new one)")));
     Drop(t, &replies, &why);
   }
 }

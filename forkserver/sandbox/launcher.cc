@@ -116,6 +116,11 @@ absl::Status SandboxFailureToStatus(const SandboxFailure& failure, const std::st
   if (failure.step == static_cast<int32_t>(sandbox_child::SandboxStep::kExecve)) {
     if (failure.error == ENOENT) return absl::NotFoundError(message);
     if (failure.error == EACCES) return absl::PermissionDeniedError(message);
+    // The request's fault, as for a plain launch (child_setup_report.cc):
+    // too much argv/env for the kernel, or a file that is no program.
+    if (failure.error == E2BIG || failure.error == ENOEXEC) {
+      return absl::InvalidArgumentError(message);
+    }
   }
   return absl::InternalError(message);
 }

@@ -232,6 +232,19 @@ TEST_F(ForkserverdSandboxTest, LargeArgumentsAndEnvironmentReachASandboxedProgra
   }
 }
 
+// Arguments the kernel refuses (E2BIG: 8 MiB of argv, past its limit)
+// are the request's fault: INVALID_ARGUMENT naming the execve step, as for
+// a plain launch; it was INTERNAL when sandboxed (outside attack).
+TEST_F(ForkserverdSandboxTest, ArgumentsTheKernelRefusesAreTheRequestsFault) {
+  CommandSpec spec;
+  spec.argv = {"/bin/true"};
+  for (int i = 0; i < 80; ++i) spec.argv.push_back(std::string(100 * 1024, 'a'));
+  spec.policy = build_action_;
+  absl::StatusOr<RemoteCommand> command = RemoteCommand::Start(socket_, spec);
+  EXPECT_TRUE(absl::IsInvalidArgument(command.status())) << command.status();
+  EXPECT_THAT(std::string(command.status().message()), HasSubstr("execve"));
+}
+
 // A disconnect does to a sandboxed child what it does to a plain one
 // (outside attack: it did the opposite). Once the client has the pid, it
 // lives on unless kill_on_disconnect; before, nobody could ever wait for
@@ -561,6 +574,31 @@ TEST_F(ForkserverdSandboxTest, TheSeccompOnlyDefaultProfileRunsAlone) {
   ASSERT_TRUE(run.status.ok()) << run.status;
   EXPECT_EQ(run.exitcode, 0);
   EXPECT_THAT(run.out, HasSubstr("unshare=1\n"));  // EPERM from the filter.
+}
+
+// Found by an outside attack: launches forwarded to a template that has
+// entered but never answers (here SIGSTOPped; a stuck one alike) waited
+// for ever, and kept it from being evicted. Now one left unanswered for
+// kTemplateLaunchTimeout (5 s) has its template killed, its launches get
+// DEADLINE_EXCEEDED, and the next launch builds a new template.
+TEST_F(ForkserverdSandboxTest, ATemplateThatNeverAnswersIsReplaced) {
+  Outcome first = Launch(build_action_, {"/bin/true"});
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  wire::StatusReply status = Status();
+  ASSERT_EQ(status.templates_size(), 1);
+  const pid_t stopped = status.templates(0).pid();
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  Outcome stuck = Launch(build_action_, {"/bin/true"});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(stuck.status)) << stuck.status;
+  EXPECT_THAT(std::string(stuck.status.message()), HasSubstr("did not start a launch"));
+  Outcome again = Launch(build_action_, {"/bin/true"});
+  ASSERT_TRUE(again.status.ok()) << again.status;
+  EXPECT_EQ(again.exitcode, 0);
+  ASSERT_TRUE(again.stats.has_value());
+  EXPECT_TRUE(again.stats->template_built());
+  status = Status();
+  ASSERT_EQ(status.templates_size(), 1);
+  EXPECT_NE(status.templates(0).pid(), stopped);
 }
 
 int CountFds(pid_t pid) {
