@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,7 +28,8 @@ constexpr int kCloserSocketFd = 3;
 
 // Whether closing `fd` can block: false only for kinds whose release the
 // kernel does at once. A pipe or FIFO; an anonymous inode (eventfd,
-// signalfd, timerfd, pidfd, epoll); a regular file on a local file system
+// signalfd, timerfd, pidfd, epoll); /dev/null and the other memory
+// devices; a regular file on a local file system
 // (memfd, tmpfs, ext4, xfs, btrfs), whose close flushes nothing remote.
 // Everything else goes to the closer: sockets (SO_LINGER, or a Unix
 // socket's queue of further descriptors), ttys (close drains output),
@@ -39,6 +41,9 @@ bool CloseCannotBlock(int fd) {
   if (::fstat(fd, &info) != 0) return false;
   const mode_t type = info.st_mode & S_IFMT;
   if (type == S_IFIFO || type == 0) return true;
+  // The memory devices (/dev/null, zero, full, random, urandom: major 1);
+  // not ttys, whose close may wait for output to drain.
+  if (type == S_IFCHR) return major(info.st_rdev) == 1;
   if (type != S_IFREG) return false;
   struct statfs fs;
   if (::fstatfs(fd, &fs) != 0) return false;

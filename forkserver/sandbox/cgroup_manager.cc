@@ -1,5 +1,6 @@
 #include "forkserver/sandbox/cgroup_manager.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -11,7 +12,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "forkserver/sandbox/cgroup_files.h"
@@ -84,14 +87,57 @@ absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Create(const Limit
   return manager;
 }
 
+std::vector<std::string> CgroupManager::parents() const {
+  std::vector<std::string> all;
+  for (const std::string* p : {&v2_parent_, &memory_parent_, &pids_parent_, &cpu_parent_}) {
+    if (!p->empty()) all.push_back(*p);
+  }
+  return all;
+}
+
+int CgroupManager::ReclaimStaleParents(const std::string& base) {
+  const std::string prefix = absl::StrCat("forkserver-", getuid(), "-");
+  DIR* dir = opendir(base.c_str());
+  if (dir == nullptr) return 0;
+  std::vector<std::string> stale;
+  while (dirent* entry = readdir(dir)) {
+    absl::string_view name = entry->d_name;
+    pid_t pid = 0;
+    if (!absl::ConsumePrefix(&name, prefix) || !absl::SimpleAtoi(name, &pid) || pid <= 0 ||
+        pid == getpid()) {
+      continue;
+    }
+    // Gone (ESRCH). A pid reused by another process keeps its directory
+    // until that one is gone too: never removed while it could be a live
+    // server's.
+    if (kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(base + "/" + entry->d_name);
+  }
+  closedir(dir);
+  int removed = 0;
+  for (const std::string& parent : stale) {
+    if (DIR* leaves = opendir(parent.c_str())) {
+      std::vector<std::string> names;
+      while (dirent* entry = readdir(leaves)) {
+        if (absl::StartsWith(entry->d_name, "leaf-")) names.push_back(entry->d_name);
+      }
+      closedir(leaves);
+      for (const std::string& leaf : names) rmdir((parent + "/" + leaf).c_str());
+    }
+    removed += rmdir(parent.c_str()) == 0 ? 1 : 0;
+  }
+  return removed;
+}
+
 // Our own parent directory: inside our current cgroup if we may write
-// there, else at the hierarchy's root.
+// there, else at the hierarchy's root. Parents a killed server of ours
+// left there go first.
 absl::StatusOr<std::string> CgroupManager::OwnParent(const std::string& step,
                                                      const std::string& mount,
                                                      const std::string& own_path) {
   const std::string name = absl::StrCat("forkserver-", getuid(), "-", getpid());
   std::string last_error;
   for (const std::string& base : {mount + (own_path == "/" ? "" : own_path), mount}) {
+    ReclaimStaleParents(base);
     const std::string dir = base + "/" + name;
     if (mkdir(dir.c_str(), 0755) == 0) {
       created_.push_back(dir);

@@ -82,6 +82,17 @@ class CgroupManager {
   absl::StatusOr<std::unique_ptr<CgroupLeaf>> CreateLeaf(const Limits& limits);
 
   bool is_v2() const { return !v2_parent_.empty(); }
+  // The parent directories this manager uses (one per v1 controller, or
+  // the v2 one), "forkserver-<uid>-<pid>".
+  std::vector<std::string> parents() const;
+
+  // Removes the parents that servers of our uid left behind when they
+  // were killed (SIGKILL skips the destructor): siblings named
+  // "forkserver-<uid>-<pid>" in `base` whose pid is gone, with their
+  // leaves. Only empty cgroups can be removed (rmdir refuses the others),
+  // so nothing that still holds a process is touched; nor is anything of
+  // another uid, or not of that name. Returns how many were removed.
+  static int ReclaimStaleParents(const std::string& base);
 
  private:
   CgroupManager() = default;

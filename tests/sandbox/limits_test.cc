@@ -2,7 +2,12 @@
 // wall time and CPU time, each with the kill reason the parent reports.
 // cgroup tests skip, saying why, where no cgroup can be created.
 
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <string>
 
@@ -81,6 +86,33 @@ TEST_F(CgroupLimitsTest, CgroupsAreRemoved) {
   RunOutcome find = RunInSandbox(MustParse(""), {"/bin/sh", "-c",
       absl::StrCat("find /sys/fs/cgroup -path '*", mine, "/*' -type d")});
   EXPECT_EQ(find.out, "");  // No leaf left behind.
+}
+
+// Found by an outside attack: a SIGKILLed server leaves its parent
+// cgroups behind (its destructor never ran), and nothing removed them. The
+// next manager of our uid removes those of dead pids, with their leaves;
+// one whose pid lives (pid 1 here) stays.
+TEST_F(CgroupLimitsTest, ParentsOfDeadServersAreReclaimedLiveOnesAreNot) {
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(dead, &status, 0), dead);
+  for (const std::string& parent : manager_->parents()) {
+    const std::string base = parent.substr(0, parent.rfind('/'));
+    const std::string stale = absl::StrCat(base, "/forkserver-", getuid(), "-", dead);
+    const std::string live = absl::StrCat(base, "/forkserver-", getuid(), "-1");
+    ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0) << stale << ": " << std::strerror(errno);
+    ASSERT_EQ(::mkdir((stale + "/leaf-0").c_str(), 0755), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir(live.c_str(), 0755), 0) << live << ": " << std::strerror(errno);
+    EXPECT_GE(CgroupManager::ReclaimStaleParents(base), 1);
+    struct stat st;
+    EXPECT_NE(::stat(stale.c_str(), &st), 0) << stale << " was left";
+    EXPECT_EQ(::stat(live.c_str(), &st), 0) << live << " (a live pid's) was removed";
+    ::rmdir(live.c_str());
+    ::rmdir((stale + "/leaf-0").c_str());
+    ::rmdir(stale.c_str());
+  }
 }
 
 TEST(WallTimeTest, KillsAtTheDeadlineWithThatReason) {
