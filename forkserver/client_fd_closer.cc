@@ -144,26 +144,30 @@ void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
     fds.clear();
     return;
   }
-  for (size_t at = 0; at < numbers.size(); at += kFdCloserBatch) {
-    const int count =
-        static_cast<int>(std::min<size_t>(kFdCloserBatch, numbers.size() - at));
-    if (Send(kFdCloserHold, numbers.data() + at, count)) continue;
-    // Full (the closer is stuck in a close), dead, or never started: a new
-    // one, once per batch. What was queued to or held by the old one is
-    // closed as it exits, without lingering.
-    const int error = errno;
-    absl::Status restarted = Start();
-    ++restarts_;
-    if (restarted.ok() && Send(kFdCloserHold, numbers.data() + at, count)) {
-      Log(absl::StrCat("descriptor closer replaced (send: ",
-                       std::strerror(error), ")"));
-      continue;
+  // Hands every batch over; on a failure (the closer's queue is full, it
+  // is stuck in a close, it died, or there is none) a new closer gets
+  // them all again: we still hold our copies, and the old closer's die
+  // with it (an exiting process's closes do not linger). Once at most.
+  auto hand_over = [&] {
+    for (size_t at = 0; at < numbers.size(); at += kFdCloserBatch) {
+      const int count =
+          static_cast<int>(std::min<size_t>(kFdCloserBatch, numbers.size() - at));
+      if (!Send(kFdCloserHold, numbers.data() + at, count)) return false;
     }
-    Log(absl::StrCat("descriptor closer unavailable (",
-                     restarted.ok() ? std::strerror(errno)
-                                    : restarted.ToString(),
-                     "); closing ", count,
-                     " client descriptors in the server itself"));
+    return true;
+  };
+  if (!hand_over()) {
+    const int error = errno;
+    ++restarts_;
+    absl::Status restarted = Start();
+    if (restarted.ok() && hand_over()) {
+      Log(absl::StrCat("descriptor closer replaced (send: ", std::strerror(error), ")"));
+    } else {
+      Log(absl::StrCat("descriptor closer unavailable (",
+                       restarted.ok() ? std::strerror(errno) : restarted.ToString(),
+                       "); closing ", numbers.size(),
+                       " client descriptors in the server itself"));
+    }
   }
   // Our copies first: then the closer's are the last references.
   fds.clear();
