@@ -66,6 +66,9 @@ struct Child {
   bool kill_group_on_exit = false;
   // Its client got the "spawned" reply (the pid and pidfd).
   bool announced = false;
+  // A sandboxed child: its template reaps it, so its template, not this
+  // table, signals its group (TemplateCache::SignalGroup).
+  bool reaped_by_template = false;
 };
 
 // A complete setup report: OK, or the status naming the failed step, with

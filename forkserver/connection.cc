@@ -121,11 +121,15 @@ void ConnectionTable::OnMessageWhileRunning(Connection& connection,
                    "unexpected message while a spawned child runs"));
     return;
   }
-  if (absl::Status signalled = children_.SignalGroup(
-          connection.child, message->signal_group().signal());
-      !signalled.ok()) {
-    Reject(fd, signalled);
-  }
+  const int sig = message->signal_group().signal();
+  const Child* child = children_.Find(connection.child);
+  absl::Status signalled =
+      child != nullptr && child->reaped_by_template && options_.templates != nullptr
+          ? (sig < 1 || sig > 64
+                 ? absl::InvalidArgumentError(absl::StrCat("signal ", sig, " is not in 1..64"))
+                 : options_.templates->SignalGroup(connection.child, sig))
+          : children_.SignalGroup(connection.child, sig);
+  if (!signalled.ok()) Reject(fd, signalled);
 }
 
 // After the hello: a spawn or a status request, nothing else.

@@ -58,6 +58,9 @@ struct Running {
   int64_t start_usec = 0;
   int64_t deadline_usec = 0;  // 0: none.
   bool wall_killed = false;
+  // The client asked for its group to be signalled: SIGKILLed when the
+  // child ends, while its zombie still holds the group id.
+  bool kill_group_on_exit = false;
 };
 
 // ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE): linux/pidfd.h's _IO(0xFF, 3).
@@ -99,6 +102,7 @@ class TemplateLoop {
 
  private:
   void OnRequest();
+  void SignalGroup(const templ::TemplateRequest& request);
   void Launch(const templ::TemplateRequest& request, std::vector<UniqueFd>& fds);
   void ReportLaunchFailure(templ::TemplateEvent& event, pid_t pid,
                            int clone_errno, const SandboxFailure& failure,
@@ -156,7 +160,22 @@ void TemplateLoop::OnRequest() {
   if (!received.ok()) ::_exit(0);  // EOF: the server let us go (or died).
   templ::TemplateRequest request;
   if (!request.ParseFromString(packet.bytes)) ::_exit(1);
+  if (request.signal_group() != 0) {
+    SignalGroup(request);
+    return;
+  }
   Launch(request, packet.fds);
+}
+
+void TemplateLoop::SignalGroup(const templ::TemplateRequest& request) {
+  for (auto& [pid, running] : running_) {
+    if (running.id != request.id()) continue;
+    // Unreaped (it is in running_), so the group id is still its.
+    running.kill_group_on_exit = true;
+    ::kill(-pid, request.signal_group());
+    return;
+  }
+  // Gone already: its exit notice is on the way; nothing to signal.
 }
 
 // Entry mode: what the child runs once its steps are done. Built in the
@@ -422,11 +441,25 @@ void TemplateLoop::Reap() {
   while (::read(signals_.get(), &info, sizeof(info)) == sizeof(info)) {
   }
   while (true) {
+    // Look before reaping (WNOWAIT): while the child is a zombie its group
+    // id cannot be reused, so a group the client asked to be signalled is
+    // SIGKILLed now, grandchildren that ignored the signal included.
+    siginfo_t exited_info{};
+    if (::waitid(P_ALL, 0, &exited_info, WEXITED | WNOHANG | WNOWAIT | __WALL) != 0) {
+      if (errno == EINTR) continue;
+      return;  // ECHILD: none left.
+    }
+    if (exited_info.si_pid == 0) return;
+    const pid_t exited_pid = exited_info.si_pid;
+    if (auto flagged = running_.find(exited_pid);
+        flagged != running_.end() && flagged->second.kill_group_on_exit) {
+      ::kill(-exited_pid, SIGKILL);
+    }
     int status = 0;
     rusage usage{};
-    const pid_t pid = ::wait4(-1, &status, WNOHANG | __WALL, &usage);
+    const pid_t pid = ::wait4(exited_pid, &status, WNOHANG | __WALL, &usage);
     if (pid < 0 && errno == EINTR) continue;
-    if (pid <= 0) return;
+    if (pid <= 0) continue;
     auto it = running_.find(pid);
     if (it == running_.end()) continue;  // An orphan that came to us.
     templ::TemplateEvent event;

@@ -507,6 +507,7 @@ void TemplateCache::OnStarted(Pending& p, UniqueFd pidfd, int64_t setup_usec,
   p.setup_usec += setup_usec;
   const int pidfd_number = pidfd.get();
   children_.Adopt(p.pid, std::move(pidfd), p.kill_on_disconnect);
+  children_.at(p.pid).reaped_by_template = true;
   if (p.connection < 0) {
     // Its client left before it could learn the pid: nobody can ever
     // signal or wait for it, so it must not run (as ChildTable::Disown
@@ -600,6 +601,25 @@ void TemplateCache::OnExited(Pending& p, const templ::Exited& exited, SandboxRep
   Child* child = children_.Find(p.pid);
   if (child != nullptr && child->connection >= 0) replies.SandboxExited(*child, message);
   if (child != nullptr) children_.Erase(p.pid);
+}
+
+absl::Status TemplateCache::SignalGroup(pid_t pid, int sig) {
+  for (auto& t : lru_) {
+    for (auto& [id, p] : t->launches) {
+      if (p.pid != pid) continue;
+      templ::TemplateRequest request;
+      request.set_id(id);
+      request.set_signal_group(sig);
+      if (absl::Status sent = SendPacket(t->process.socket.get(), request.SerializeAsString());
+          !sent.ok()) {
+        return absl::UnavailableError(absl::StrCat("sandbox template (pid ", t->process.pid,
+                                                   ") did not take signal_group: ",
+                                                   sent.message()));
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();  // Gone: its exit notice is on the way.
 }
 
 void TemplateCache::ForgetConnection(int connection) {

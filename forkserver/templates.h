@@ -95,6 +95,12 @@ class TemplateCache {
   // The connection is gone: launches still starting through it are
   // killed once started (they would have nobody to report to).
   void ForgetConnection(int connection);
+  // signal_group for a sandboxed child `pid`: forwarded to its template,
+  // which reaps it (so only it can signal the group, and SIGKILL it when
+  // the child ends, without a group id that may have been reused). OK
+  // when the child is gone already; UNAVAILABLE when its template cannot
+  // be told.
+  absl::Status SignalGroup(pid_t pid, int sig);
   void FillStatus(wire::StatusReply& status) const;
   // The earliest time a template still entering must have entered by.
   absl::Time NextDeadline() const;

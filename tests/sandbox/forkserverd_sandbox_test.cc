@@ -601,6 +601,63 @@ TEST_F(ForkserverdSandboxTest, ATemplateThatNeverAnswersIsReplaced) {
   EXPECT_NE(status.templates(0).pid(), stopped);
 }
 
+// signal_group on a sandboxed child: its template reaps it, so the
+// template signals the group and SIGKILLs it when the child ends, before
+// reaping. Without a pid namespace (whose end would kill everything in it
+// anyway) the grandchild survived, reparented (outside attack).
+TEST_F(ForkserverdSandboxTest, SignalGroupKillsASandboxedChildsGroupWhenItEnds) {
+  for (const bool pid_namespace : {false, true}) {
+    sandbox::Policy policy;
+    policy.set_name(pid_namespace ? "group-pidns" : "group-no-pidns");
+    policy.mutable_namespaces()->mutable_user()->set_enabled(true);
+    policy.mutable_namespaces()->set_pid(pid_namespace);
+    auto [read_end, write_end] = testing::MakePipe();
+    UniqueFd connection = testing::ConnectAndHello(socket_);
+    wire::ClientMessage spawn;
+    wire::SpawnRequest& request = *spawn.mutable_spawn();
+    request.set_kind(wire::SPAWN_KIND_EXEC);
+    request.mutable_exec()->set_path("/bin/sh");
+    for (const char* arg : {"sh", "-c", "sleep 300 & echo $!; read x"}) {
+      request.mutable_exec()->add_argv(arg);
+    }
+    // stdin: a pipe we keep open, so the shell waits until we close it.
+    auto [stdin_read, stdin_write] = testing::MakePipe();
+    request.add_child_fds(0);
+    request.add_child_fds(1);
+    *request.mutable_sandbox() = policy;
+    const int fds[2] = {stdin_read.get(), write_end.get()};
+    ASSERT_TRUE(SendPacket(connection.get(), spawn.SerializeAsString(), fds).ok());
+    stdin_read.reset();
+    write_end.reset();
+    Packet packet;
+    ASSERT_TRUE(ReceivePacket(connection.get(), absl::Now() + absl::Seconds(10), &packet).ok());
+    wire::ServerMessage spawned;
+    ASSERT_TRUE(spawned.ParseFromString(packet.bytes) && spawned.has_spawned())
+        << spawned.DebugString();
+    // The grandchild's pid, in the host's view without a pid namespace; in
+    // the child's own with one (then only its disappearance is checked,
+    // through the namespace's end).
+    std::string line;
+    char c;
+    while (::read(read_end.get(), &c, 1) == 1 && c != '\n') line.push_back(c);
+    pid_t grandchild = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line, &grandchild)) << line;
+    wire::ClientMessage signal;
+    signal.mutable_signal_group()->set_signal(SIGCONT);  // Harmless: marks the group.
+    ASSERT_TRUE(SendPacket(connection.get(), signal.SerializeAsString()).ok());
+    stdin_write.reset();  // The shell's read ends; it exits.
+    ASSERT_TRUE(ReceivePacket(connection.get(), absl::Now() + absl::Seconds(20), &packet).ok());
+    wire::ServerMessage exited;
+    ASSERT_TRUE(exited.ParseFromString(packet.bytes) && exited.has_exited()) << exited.DebugString();
+    if (!pid_namespace) {
+      // SIGKILLed before the shell was reaped; reaped in turn by whoever
+      // it was reparented to.
+      EXPECT_TRUE(::forkserver::testing::Eventually([&] { return ::kill(grandchild, 0) != 0; }))
+          << "grandchild " << grandchild << " of a sandboxed child outlived signal_group";
+    }
+  }
+}
+
 int CountFds(pid_t pid) {
   int count = 0;
   if (DIR* dir = ::opendir(absl::StrCat("/proc/", pid, "/fd").c_str())) {
