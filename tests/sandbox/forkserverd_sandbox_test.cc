@@ -607,6 +607,7 @@ TEST_F(ForkserverdSandboxTest, ATemplateThatNeverAnswersIsReplaced) {
 // anyway) the grandchild survived, reparented (outside attack).
 TEST_F(ForkserverdSandboxTest, SignalGroupKillsASandboxedChildsGroupWhenItEnds) {
   for (const bool pid_namespace : {false, true}) {
+    SCOPED_TRACE(pid_namespace ? "with a pid namespace" : "without a pid namespace");
     sandbox::Policy policy;
     policy.set_name(pid_namespace ? "group-pidns" : "group-no-pidns");
     policy.mutable_namespaces()->mutable_user()->set_enabled(true);
@@ -617,7 +618,10 @@ TEST_F(ForkserverdSandboxTest, SignalGroupKillsASandboxedChildsGroupWhenItEnds) 
     wire::SpawnRequest& request = *spawn.mutable_spawn();
     request.set_kind(wire::SPAWN_KIND_EXEC);
     request.mutable_exec()->set_path("/bin/sh");
-    for (const char* arg : {"sh", "-c", "sleep 300 & echo $!; read x"}) {
+    // The grandchild ignores SIGTERM; the shell dies of it, so its death
+    // shows the group signal arrived before it ended (no race with its
+    // exit), and only the SIGKILL at its end can take the grandchild.
+    for (const char* arg : {"sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; read x"}) {
       request.mutable_exec()->add_argv(arg);
     }
     // stdin: a pipe we keep open, so the shell waits until we close it.
@@ -643,12 +647,18 @@ TEST_F(ForkserverdSandboxTest, SignalGroupKillsASandboxedChildsGroupWhenItEnds) 
     pid_t grandchild = 0;
     ASSERT_TRUE(absl::SimpleAtoi(line, &grandchild)) << line;
     wire::ClientMessage signal;
-    signal.mutable_signal_group()->set_signal(SIGCONT);  // Harmless: marks the group.
+    signal.mutable_signal_group()->set_signal(SIGTERM);
     ASSERT_TRUE(SendPacket(connection.get(), signal.SerializeAsString()).ok());
-    stdin_write.reset();  // The shell's read ends; it exits.
+    // As pid 1 of its namespace the shell ignores SIGTERM (the kernel
+    // drops signals an init has no handler for): it ends when its stdin
+    // does, and the namespace's end takes the grandchild.
+    if (pid_namespace) stdin_write.reset();
     ASSERT_TRUE(ReceivePacket(connection.get(), absl::Now() + absl::Seconds(20), &packet).ok());
     wire::ServerMessage exited;
     ASSERT_TRUE(exited.ParseFromString(packet.bytes) && exited.has_exited()) << exited.DebugString();
+    if (!pid_namespace) {
+      EXPECT_EQ(exited.exited().signal(), SIGTERM) << exited.DebugString();
+    }
     if (!pid_namespace) {
       // SIGKILLed before the shell was reaped; reaped in turn by whoever
       // it was reparented to.
