@@ -19,6 +19,7 @@
 #include <new>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -156,12 +157,23 @@ std::vector<pid_t> ProcessesWithArgument(const std::string& needle) {
   return found;
 }
 
-bool IsRunning(pid_t pid) {
+char ProcessState(pid_t pid) {
   const std::string line = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
   const size_t close = line.rfind(')');
-  if (close == std::string::npos || close + 2 >= line.size()) return false;
-  const char state = line[close + 2];
-  return state != 'Z' && state != 'X';
+  return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
+}
+
+bool WaitState(pid_t pid, char state, absl::Time deadline) {
+  while (ProcessState(pid) != state) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+bool IsRunning(pid_t pid) {
+  const char state = ProcessState(pid);
+  return state != '?' && state != 'Z' && state != 'X';
 }
 
 std::string UniqueSleepSeconds(int whole_seconds) {
@@ -342,6 +354,25 @@ void ChaosTest::StopDaemon() {
 void ChaosTest::RestartDaemon(const DaemonOptions& options) {
   daemon_.reset();  // SIGKILL and reap, if it still runs.
   StartDaemon(options);
+}
+
+absl::Status ChaosTest::ExpectServes(absl::string_view context) {
+  ledger_.Sent();
+  absl::Status served = NormalSpawn();
+  EXPECT_OK(served) << context;
+  if (served.ok()) {
+    ledger_.Settled();
+  } else {
+    ledger_.Hung(served.ToString());
+  }
+  return served;
+}
+
+void ChaosTest::WhileDaemonStopped(const std::function<void()>& send) {
+  daemon_->Signal(SIGSTOP);
+  absl::Cleanup resume = [&] { daemon_->Signal(SIGCONT); };
+  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
+  send();
 }
 
 absl::Status ChaosTest::NormalSpawn(absl::Duration timeout) {

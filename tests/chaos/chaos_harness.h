@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "lib/base/unique_fd.h"
@@ -68,6 +69,12 @@ FdSnapshot SnapshotFds(pid_t pid);
 
 // Pids whose command line contains `needle` as a whole argument.
 std::vector<pid_t> ProcessesWithArgument(const std::string& needle);
+
+// The state letter of `pid` in /proc/<pid>/stat ('R', 'S', 'T', 'Z', ...);
+// '?' when it is gone.
+char ProcessState(pid_t pid);
+// Polls until `pid` is in `state`; false at the deadline.
+bool WaitState(pid_t pid, char state, absl::Time deadline);
 
 // True while `pid` exists and is not a zombie.
 bool IsRunning(pid_t pid);
@@ -126,6 +133,14 @@ class ChaosTest : public ::testing::Test {
 
   // A normal spawn: /bin/true, no descriptors, OK within `timeout`.
   absl::Status NormalSpawn(absl::Duration timeout = absl::Seconds(10));
+  // NormalSpawn after a fault, counted in the ledger: the case fails,
+  // saying `context`, unless it is served.
+  absl::Status ExpectServes(absl::string_view context);
+  // Runs `send` with the daemon SIGSTOPped, so that what it sends is in
+  // flight and the daemon's copies of its descriptors are the last ones
+  // whatever the timing; the daemon is resumed whatever `send` did. Call
+  // it under ASSERT_NO_FATAL_FAILURE.
+  void WhileDaemonStopped(const std::function<void()>& send);
   // Runs forkserverctl with `args` after --socket; fd `closed` (if >= 0)
   // closed in it. Its exit code (-N: signal N) and stderr; DEADLINE_EXCEEDED
   // (and SIGKILLed) if it runs past `timeout`.

@@ -70,23 +70,6 @@ std::vector<pid_t> WaitNoneWith(const std::string& argument, absl::Time deadline
   return left;
 }
 
-char ProcessState(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(in, line);
-  const size_t close = line.rfind(')');
-  return close == std::string::npos || close + 2 >= line.size() ? '?'
-                                                                : line[close + 2];
-}
-
-bool WaitState(pid_t pid, char state, absl::Time deadline) {
-  while (ProcessState(pid) != state) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------------------
 // Server death and freezes.
 
@@ -442,12 +425,9 @@ TEST_F(ChaosTest, ClientsThatNeverReadDoNotStopTheServer) {
   // deaf clients' 300 spawns: slow under ASan, so no tighter bound).
   absl::Duration slowest;
   for (int i = 0; i < 20; ++i) {
-    ledger_.Sent();
     const absl::Time start = absl::Now();
-    absl::Status served = NormalSpawn();
-    EXPECT_OK(served) << "normal client " << i << " behind 300 deaf ones";
+    (void)ExpectServes(absl::StrCat("normal client ", i, " behind 300 deaf ones"));
     slowest = std::max(slowest, absl::Now() - start);
-    if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
   }
   std::printf("20 normal spawns behind 300 deaf clients: slowest %s\n",
               absl::FormatDuration(slowest).c_str());
@@ -642,19 +622,15 @@ TEST_F(ChaosTest, MalformedOversizedTruncatedAndOutOfOrderAtVolume) {
 TEST_F(ChaosTest, ALingeringSocketItWasSentCannotStallTheServer) {
   auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
   UniqueFd connection = testing::RawConnect(socket_);
-  daemon_->Signal(SIGSTOP);
-  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
-  const int passed = sender.get();
-  ASSERT_OK(SendPacket(connection.get(), testing::HelloBytes(), {&passed, 1}));
-  sender.reset();  // In flight, the packet holds the only other reference.
-  daemon_->Signal(SIGCONT);
+  ASSERT_NO_FATAL_FAILURE(WhileDaemonStopped([&] {
+    const int passed = sender.get();
+    ASSERT_OK(SendPacket(connection.get(), testing::HelloBytes(), {&passed, 1}));
+    sender.reset();  // In flight, the packet holds the only other reference.
+  }));
   GlobalFigures().bad_inputs++;
   EXPECT_THAT(testing::ErrorBeforeClose(connection.get()), Not(::testing::IsEmpty()));
   // Served within NormalSpawn's 10 s, not after the 120 s of linger.
-  ledger_.Sent();
-  absl::Status served = NormalSpawn();
-  EXPECT_OK(served) << "the server stalled on closing a lingering socket";
-  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
+  (void)ExpectServes("the server stalled on closing a lingering socket");
 }
 
 // Found by an outside attack, the same socket one level down: queued in
@@ -670,22 +646,16 @@ TEST_F(ChaosTest, ALingeringSocketQueuedInASentSocketCannotStallTheServer) {
   for (int round = 0; round < 10; ++round) {
     auto [carrier, peer] = testing::UnixSocketQueuingALingeringOne(/*linger_seconds=*/120);
     UniqueFd connection = testing::RawConnect(socket_);
-    daemon_->Signal(SIGSTOP);
-    ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
-    const int passed = carrier.get();
-    ASSERT_OK(SendPacket(connection.get(), testing::HelloBytes(), {&passed, 1}));
-    carrier.reset();  // The daemon's copy, in flight, is the last.
-    daemon_->Signal(SIGCONT);
+    ASSERT_NO_FATAL_FAILURE(WhileDaemonStopped([&] {
+      const int passed = carrier.get();
+      ASSERT_OK(SendPacket(connection.get(), testing::HelloBytes(), {&passed, 1}));
+      carrier.reset();  // The daemon's copy, in flight, is the last.
+    }));
     GlobalFigures().bad_inputs++;
     EXPECT_THAT(testing::ErrorBeforeClose(connection.get()), Not(::testing::IsEmpty()));
-    ledger_.Sent();
-    absl::Status served = NormalSpawn();
-    EXPECT_OK(served) << "round " << round
-                      << ": the server stalled on closing a socket that queued a lingering one";
-    if (served.ok()) {
-      ledger_.Settled();
-    } else {
-      ledger_.Hung(served.ToString());
+    if (!ExpectServes(absl::StrCat("round ", round, ": the server stalled on closing a socket "
+                                   "that queued a lingering one"))
+             .ok()) {
       break;
     }
   }
@@ -700,20 +670,16 @@ TEST_F(ChaosTest, ALingeringSocketQueuedInASentSocketCannotStallTheServer) {
 TEST_F(ChaosTest, DescriptorsPastTheCapCannotStallTheServer) {
   auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
   UniqueFd connection = testing::RawConnect(socket_);
-  daemon_->Signal(SIGSTOP);
-  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
-  ASSERT_GT(testing::SendWithMemfds(connection.get(), testing::HelloBytes(), kMaxPacketFds,
-                                    /*flags=*/0, /*last_fd=*/sender.get()),
-            0)
-      << std::strerror(errno);
-  sender.reset();  // In flight, the packet holds the only other reference.
-  daemon_->Signal(SIGCONT);
+  ASSERT_NO_FATAL_FAILURE(WhileDaemonStopped([&] {
+    ASSERT_GT(testing::SendWithMemfds(connection.get(), testing::HelloBytes(), kMaxPacketFds,
+                                      /*flags=*/0, /*last_fd=*/sender.get()),
+              0)
+        << std::strerror(errno);
+    sender.reset();  // In flight, the packet holds the only other reference.
+  }));
   GlobalFigures().bad_inputs++;
   EXPECT_THAT(testing::ErrorBeforeClose(connection.get()), HasSubstr("at most 64"));
-  ledger_.Sent();
-  absl::Status served = NormalSpawn();
-  EXPECT_OK(served) << "the server stalled on a descriptor past the cap";
-  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
+  (void)ExpectServes("the server stalled on a descriptor past the cap");
 }
 
 // Found by an outside attack: packets still queued when the server closes
@@ -725,28 +691,24 @@ TEST_F(ChaosTest, DescriptorsPastTheCapCannotStallTheServer) {
 TEST_F(ChaosTest, PacketsQueuedOnAClosedConnectionCannotStallTheServer) {
   auto [sender, peer] = testing::LingeringTcpSocket(/*linger_seconds=*/120);
   UniqueFd connection = testing::RawConnect(socket_);
-  daemon_->Signal(SIGSTOP);
-  ASSERT_TRUE(WaitState(daemon_->pid(), 'T', absl::Now() + absl::Seconds(5)));
-  testing::RawSend(connection.get(), testing::HelloBytes(), 0);
   wire::ClientMessage spawn;
   spawn.mutable_spawn()->set_kind(wire::SPAWN_KIND_EXEC);
   spawn.mutable_spawn()->mutable_exec()->set_path("/bin/true");
   spawn.mutable_spawn()->mutable_exec()->add_argv("true");
   spawn.mutable_spawn()->set_sandbox_text("this is { not a policy");
-  testing::RawSend(connection.get(), spawn.SerializeAsString(), 0);
-  for (int i = 0; i < 40; ++i) {
-    ASSERT_GT(testing::SendWithMemfds(connection.get(), "x", 0, /*flags=*/0,
-                                      /*last_fd=*/i >= 30 ? sender.get() : -1),
-              0)
-        << std::strerror(errno);
-  }
-  sender.reset();
-  daemon_->Signal(SIGCONT);
+  ASSERT_NO_FATAL_FAILURE(WhileDaemonStopped([&] {
+    testing::RawSend(connection.get(), testing::HelloBytes(), 0);
+    testing::RawSend(connection.get(), spawn.SerializeAsString(), 0);
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_GT(testing::SendWithMemfds(connection.get(), "x", 0, /*flags=*/0,
+                                        /*last_fd=*/i >= 30 ? sender.get() : -1),
+                0)
+          << std::strerror(errno);
+    }
+    sender.reset();
+  }));
   GlobalFigures().bad_inputs++;
-  ledger_.Sent();
-  absl::Status served = NormalSpawn();
-  EXPECT_OK(served) << "the server stalled on packets queued on a connection it closed";
-  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
+  (void)ExpectServes("the server stalled on packets queued on a connection it closed");
 }
 
 // Matrix row 13: "0 bytes" gets INVALID_ARGUMENT and the connection
@@ -814,12 +776,9 @@ TEST_F(UnreadStderrTest, ThousandMalformedPacketsThenANormalSpawn) {
     if (::send(socket.get(), garbage.data(), garbage.size(), MSG_NOSIGNAL) > 0) ++sent;
   }
   GlobalFigures().bad_inputs += sent;
-  ledger_.Sent();
   const absl::Time start = absl::Now();
-  absl::Status served = NormalSpawn();
-  EXPECT_OK(served) << "after " << sent << " malformed packets with stderr unread";
+  (void)ExpectServes(absl::StrCat("after ", sent, " malformed packets with stderr unread"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  if (served.ok()) ledger_.Settled(); else ledger_.Hung(served.ToString());
 }
 
 // ---------------------------------------------------------------------------
