@@ -103,6 +103,7 @@ absl::Status ClientFdCloser::Start() {
   RETURN_IF_ERROR(AwaitChildSetup(child.report.get(),
                                   absl::Now() + absl::Seconds(10)));
   socket_ = std::move(ours);
+  started_ = true;
   return absl::OkStatus();
 }
 
@@ -157,11 +158,15 @@ void ClientFdCloser::Release(std::vector<UniqueFd>& fds) {
     return true;
   };
   if (!hand_over()) {
+    // Never started (a template's starts on first use): not a replacement.
+    const bool replacing = started_;
     const int error = errno;
-    ++restarts_;
+    if (replacing) ++restarts_;
     absl::Status restarted = Start();
     if (restarted.ok() && hand_over()) {
-      Log(absl::StrCat("descriptor closer replaced (send: ", std::strerror(error), ")"));
+      if (replacing) {
+        Log(absl::StrCat("descriptor closer replaced (send: ", std::strerror(error), ")"));
+      }
     } else {
       Log(absl::StrCat("descriptor closer unavailable (",
                        restarted.ok() ? std::strerror(errno) : restarted.ToString(),

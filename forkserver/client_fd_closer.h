@@ -48,7 +48,9 @@ class ClientFdCloser {
   absl::Status Start();
 
   // Hands every descriptor in `fds` to the closer and empties `fds`. Never
-  // blocks.
+  // blocks on a close. The first one that needs the closer starts it when
+  // Start() was never called (so a process that never gets such a
+  // descriptor never forks one).
   void Release(std::vector<UniqueFd>& fds);
 
   // Times a stuck or dead closer was replaced (for tests and the log).
@@ -65,6 +67,7 @@ class ClientFdCloser {
   UniqueFd pidfd_;
   pid_t pid_ = 0;
   int64_t restarts_ = 0;
+  bool started_ = false;  // Once Start() succeeded.
 };
 
 }  // namespace server_internal

@@ -20,7 +20,6 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "forkserver/child/sandbox/steps.h"
 #include "forkserver/child/spawner.h"
@@ -120,7 +119,9 @@ class TemplateLoop {
   UniqueFd signals_;
   // The client descriptors a request brought go there (a template is
   // shared by every client of its policy; none may stall it with a
-  // close that blocks). Its own, started in Run().
+  // close that blocks). Its own, forked on first use: most requests
+  // bring only pipes and files, which are closed in place (and each fork
+  // of a template copies the preloaded server's page tables).
   ClientFdCloser closer_;
   absl::flat_hash_map<pid_t, Running> running_;
 };
@@ -138,10 +139,6 @@ void TemplateLoop::Run() {
   ::sigprocmask(SIG_BLOCK, &chld, nullptr);
   signals_.reset(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals_) ::_exit(1);
-  if (absl::Status started = closer_.Start(); !started.ok()) {
-    Log(absl::StrCat("sandbox template: no descriptor closer (", started.ToString(),
-                     "); client descriptors are closed in the template"));
-  }
   while (true) {
     pollfd fds[2] = {{socket_, POLLIN, 0}, {signals_.get(), POLLIN, 0}};
     const int ready = ::poll(fds, 2, TimeoutMillis());

@@ -71,15 +71,24 @@ TEST(ClientFdCloserTest, PipesAreClosedInPlaceSocketsByTheCloser) {
   EXPECT_TRUE(PeerClosed(ours.get()));
 }
 
-// Without a closer (Start failed, or never called) Release closes in place.
-TEST(ClientFdCloserTest, WithoutACloserReleaseClosesInPlace) {
+// Never started (a template's closer): the first descriptor that needs it
+// starts it, which is no replacement; a pipe alone never does.
+TEST(ClientFdCloserTest, ANeverStartedCloserStartsOnFirstUse) {
   ClientFdCloser closer;
+  auto [read_end, write_end] = testing::MakePipe();
+  std::vector<UniqueFd> pipe;
+  pipe.push_back(std::move(write_end));
+  closer.Release(pipe);
+  EXPECT_TRUE(PeerClosed(read_end.get()));
+  EXPECT_EQ(closer.pid(), 0) << "a pipe started the closer";
   auto [ours, theirs] = SocketPair();
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(theirs));
   closer.Release(fds);
   EXPECT_TRUE(fds.empty());
   EXPECT_TRUE(PeerClosed(ours.get()));
+  EXPECT_GT(closer.pid(), 0);
+  EXPECT_EQ(closer.restarts(), 0);
 }
 
 // A closer stuck for two minutes in the close of a Unix socket that queues
