@@ -284,11 +284,15 @@ void ChildTable::Disown(pid_t pid, int fd) {
   }
 }
 
-absl::Status ChildTable::SignalGroup(pid_t pid, int sig) {
+absl::Status CheckSignalNumber(int sig) {
   if (sig < 1 || sig > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("signal ", sig, " is not in 1..64"));
+    return absl::InvalidArgumentError(absl::StrCat("signal ", sig, " is not in 1..64"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ChildTable::SignalGroup(pid_t pid, int sig) {
+  RETURN_IF_ERROR(CheckSignalNumber(sig));
   auto child = children_.find(pid);
   if (pid <= 1 || child == children_.end()) return absl::OkStatus();
   child->second.kill_group_on_exit = true;

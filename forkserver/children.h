@@ -78,6 +78,9 @@ struct SetupReport {
   ChildSetupFailure failure{};
 };
 
+// OK for a signal a client may ask for (1..64), else INVALID_ARGUMENT.
+absl::Status CheckSignalNumber(int sig);
+
 class ChildTable {
  public:
   // Keeps `warm_workers` warm children ready (0: none).

@@ -123,12 +123,13 @@ void ConnectionTable::OnMessageWhileRunning(Connection& connection,
   }
   const int sig = message->signal_group().signal();
   const Child* child = children_.Find(connection.child);
-  absl::Status signalled =
-      child != nullptr && child->reaped_by_template && options_.templates != nullptr
-          ? (sig < 1 || sig > 64
-                 ? absl::InvalidArgumentError(absl::StrCat("signal ", sig, " is not in 1..64"))
-                 : options_.templates->SignalGroup(connection.child, sig))
-          : children_.SignalGroup(connection.child, sig);
+  // A sandboxed child's group is its template's to signal (it reaps it).
+  absl::Status signalled = CheckSignalNumber(sig);
+  if (signalled.ok()) {
+    signalled = child != nullptr && child->reaped_by_template && options_.templates != nullptr
+                    ? options_.templates->SignalGroup(connection.child, sig)
+                    : children_.SignalGroup(connection.child, sig);
+  }
   if (!signalled.ok()) Reject(fd, signalled);
 }
 
