@@ -218,6 +218,12 @@ void PoolCore::Deliver(std::function<void()> callback) {
 }
 
 void PoolCore::RunDeliveries() {
+  // A callback may destroy the Pool, and with it the last owner of this
+  // core: on the caller's thread too, when its own call (Submit) delivers
+  // a result that came back at once. Held here, the core outlives the
+  // gate below and is destroyed, if need be, when this returns (on the
+  // helper thread ~PoolCore detaches it). Null while being destroyed.
+  const std::shared_ptr<PoolCore> keep_alive = weak_from_this().lock();
   // Callbacks allocate outside mu_: a fork waits for them (fork_gate_).
   // A callback that reaches RunDeliveries again is already inside.
   if (DeliveringOnThisThread()) {
