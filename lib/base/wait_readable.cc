@@ -1,6 +1,8 @@
 #include "lib/base/wait_readable.h"
 
 #include <poll.h>
+#include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,6 +32,38 @@ bool WaitReadable(int fd, absl::Time deadline) {
     }
     if (errno != EINTR) return true;  // Let the caller's read report it.
   }
+}
+
+bool MayUseSeveralCpus() {
+  // Asked each time (one cheap syscall before a wait that may sleep), so a
+  // process re-pinned to one CPU stops spinning at once.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return false;
+  return CPU_COUNT(&set) > 1;
+}
+
+namespace {
+
+int64_t MonotonicNanos() {
+  timespec now;
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
+}  // namespace
+
+bool SpinUntilReadable(int fd, absl::Duration budget) {
+  if (budget <= absl::ZeroDuration() || !MayUseSeveralCpus()) return false;
+  const int64_t until = MonotonicNanos() + absl::ToInt64Nanoseconds(budget);
+  do {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) != 0) return true;  // Ready, or an error to report.
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } while (MonotonicNanos() < until);
+  return false;
 }
 
 }  // namespace forkserver

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
+#include "lib/base/wait_readable.h"
 #include "lib/registry/entry_runner.h"
 #include "lib/ipc/framed_channel.h"
 #include "lib/pool/flat_codec.h"
@@ -32,6 +33,12 @@
 
 namespace forkserver {
 namespace {
+
+// How long an idle worker polls its channel before it blocks. The next task
+// of a caller waiting on each result (apply one at a time) comes back within
+// a few tens of µs; catching it spinning saves the sleeping worker's wake-up
+// on every round trip. Bounded, so an idle worker costs no CPU.
+constexpr absl::Duration kIdleSpin = absl::Microseconds(60);
 
 // Set by the SIGUSR1 handler: the running task's soft limit passed.
 volatile sig_atomic_t soft_limit_flag = 0;
@@ -190,6 +197,7 @@ Worker::Pending Worker::Receive() {
     }
     if (!pending_.empty()) break;
     Flush();  // About to block: what we have to say goes out first.
+    SpinUntilReadable(kPoolChannelFd, kIdleSpin);
     absl::StatusOr<size_t> read = reader_.Fill(kPoolChannelFd);
     if (!read.ok() || *read == 0) Exit(0, "");  // The pool closed.
   }
