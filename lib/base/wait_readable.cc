@@ -2,13 +2,13 @@
 
 #include <poll.h>
 #include <sched.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 
 #include "absl/time/clock.h"
+#include "lib/base/monotonic_clock.h"
 
 namespace forkserver {
 
@@ -43,26 +43,16 @@ bool MayUseSeveralCpus() {
   return CPU_COUNT(&set) > 1;
 }
 
-namespace {
-
-int64_t MonotonicNanos() {
-  timespec now;
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
-}
-
-}  // namespace
-
 bool SpinUntilReadable(int fd, absl::Duration budget) {
   if (budget <= absl::ZeroDuration() || !MayUseSeveralCpus()) return false;
-  const int64_t until = MonotonicNanos() + absl::ToInt64Nanoseconds(budget);
+  const absl::Time until = MonotonicNow() + budget;
   do {
     pollfd pfd{fd, POLLIN, 0};
     if (::poll(&pfd, 1, 0) != 0) return true;  // Ready, or an error to report.
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
-  } while (MonotonicNanos() < until);
+  } while (MonotonicNow() < until);
   return false;
 }
 

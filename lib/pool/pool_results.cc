@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "lib/base/monotonic_clock.h"
 #include "lib/base/wait_readable.h"
 #include "lib/pool/pool_core.h"
 
@@ -22,14 +23,17 @@ constexpr absl::Duration kResultSpin = absl::Microseconds(50);
 bool SpinUntil(JobState& job, absl::Time deadline,
                const std::function<bool()>& done) {
   if (!MayUseSeveralCpus()) return false;
-  const absl::Time until = std::min(deadline, absl::Now() + kResultSpin);
+  // The bound is on the monotonic clock: a wall clock stepped back must not
+  // stretch the spin. `deadline` (the caller's, on absl::Now()) still ends it
+  // early.
+  const absl::Time until = MonotonicNow() + kResultSpin;
   do {
     {
       absl::MutexLock lock(&job.mutex);
       if (done()) return true;
     }
     ::sched_yield();
-  } while (absl::Now() < until);
+  } while (MonotonicNow() < until && absl::Now() < deadline);
   return false;
 }
 
