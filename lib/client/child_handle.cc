@@ -226,14 +226,6 @@ std::unique_ptr<ChildHandle> MakeLocalChild(pid_t pid, UniqueFd pidfd) {
   return std::make_unique<LocalChild>(pid, std::move(pidfd));
 }
 
-std::unique_ptr<ChildHandle> MakeServerChild(pid_t pid, UniqueFd pidfd,
-                                             UniqueFd connection,
-                                             pid_t server_pid) {
-  return std::make_unique<ServerChild>(
-      pid, std::move(pidfd),
-      internal::ServerConnection(std::move(connection), server_pid));
-}
-
 std::unique_ptr<ChildHandle> MakeServerChild(
     pid_t pid, UniqueFd pidfd, internal::ServerConnection connection) {
   return std::make_unique<ServerChild>(pid, std::move(pidfd),

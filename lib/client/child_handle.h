@@ -85,14 +85,9 @@ class ChildHandle {
 // For "fork" and "spawn": `pid` must be our unreaped child.
 std::unique_ptr<ChildHandle> MakeLocalChild(pid_t pid, UniqueFd pidfd);
 
-// For "forkserver": the connection the spawn request went over, which
-// will carry the ExitNotice.
-std::unique_ptr<ChildHandle> MakeServerChild(pid_t pid, UniqueFd pidfd,
-                                             UniqueFd connection,
-                                             pid_t server_pid);
-// The same with the request's ServerConnection, which is released
-// (internal::ServerConnection::Release: kept for the next request) once
-// the exit notice has been read.
+// For "forkserver" and RemoteCommand: the request's ServerConnection,
+// which carries the ExitNotice and is then released
+// (internal::ServerConnection::Release: kept for the next request).
 std::unique_ptr<ChildHandle> MakeServerChild(
     pid_t pid, UniqueFd pidfd, internal::ServerConnection connection);
 

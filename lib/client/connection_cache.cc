@@ -72,7 +72,8 @@ std::optional<IdleConnection> TakeIdleConnection(const std::string& socket_path)
   return std::nullopt;
 }
 
-void KeepIdleConnection(const std::string& socket_path, IdleConnection connection) {
+void KeepIdleConnection(const std::string& socket_path,
+                        IdleConnection connection, int max_idle) {
   absl::MutexLock lock(&cache_mutex);
   Cache& cache = TheCache();
   // Sweep first: connections to servers that died or closed them, or too
@@ -94,13 +95,19 @@ void KeepIdleConnection(const std::string& socket_path, IdleConnection connectio
     }
   }
   std::vector<Kept>& kept = cache.idle[socket_path];
-  if (kept.size() >= static_cast<size_t>(kMaxIdlePerServer)) return;  // Closed.
+  const size_t cap = static_cast<size_t>(std::clamp(max_idle, 0, kMaxIdlePerServer));
+  if (kept.size() >= cap) return;  // Closed (`connection` goes out of scope).
   kept.push_back(Kept{std::move(connection), now});
 }
 
 void DropIdleConnections(const std::string& socket_path) {
   absl::MutexLock lock(&cache_mutex);
   TheCache().idle.erase(socket_path);
+}
+
+void DropAllIdleConnections() {
+  absl::MutexLock lock(&cache_mutex);
+  TheCache().idle.clear();
 }
 
 int IdleConnectionCount() {

@@ -65,6 +65,9 @@ std::string RuntimeDir(const ForkServerOptions& options) {
 // Forgets a dead (or inherited) server. Call with the lock held.
 void ForgetServer(ClientState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(client_mutex) {
   if (state.server == nullptr) return;
+  // Its idle connections lead nowhere now (and a forked child's copies
+  // are its parent's).
+  internal::DropIdleConnections(state.server->socket_path());
   if (state.owner != ::getpid()) {
     state.server->Abandon();
   } else {
@@ -220,6 +223,7 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
     std::string path;
     pid_t pid;
     absl::Duration timeout;
+    int keep;
     {
       absl::MutexLock lock(&client_mutex);
       ClientState& state = State();
@@ -227,6 +231,19 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
       path = state.server->socket_path();
       pid = state.server->pid();
       timeout = state.options.request_timeout;
+      keep = std::clamp(state.options.idle_connections, 0, kMaxIdlePerServer);
+    }
+    if (keep > 0) {
+      // Quiet (no EOF: the server is alive and has not closed it) and
+      // young enough; the peer was checked when it was made. A server
+      // that dies from here on fails the request with UNAVAILABLE, as one
+      // in flight.
+      std::optional<IdleConnection> idle = TakeIdleConnection(path);
+      if (idle.has_value() && idle->server_pid == pid) {
+        ServerConnection reused = ServerConnection::Reused(path, std::move(*idle));
+        reused.set_max_idle(keep);
+        return reused;
+      }
     }
     const absl::Time deadline = absl::Now() + timeout;
     absl::StatusOr<UniqueFd> socket = ConnectSocket(path, deadline, pid);
@@ -242,16 +259,17 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
       continue;
     }
     if (!socket.ok()) return socket.status();
-    // One connection per request: the Pool and Process promise no
-    // descriptor left behind once joined, which kept connections would
-    // break (see connection_cache.h).
-    absl::Status hello = SendHello(socket->get(), /*keep_alive=*/false);
+    // Without kept connections (idle_connections 0), one per request:
+    // nothing of a joined Process or Pool stays open.
+    absl::Status hello = SendHello(socket->get(), /*keep_alive=*/keep > 0);
     if (IsPeerClosed(hello)) {
       RETURN_IF_ERROR(PendingRefusal(socket->get()));
       return absl::UnavailableError(DescribeServerLoss(pid));
     }
     RETURN_IF_ERROR(hello);
-    return ServerConnection(std::move(*socket), pid);
+    ServerConnection fresh(std::move(*socket), pid, keep > 0 ? path : "");
+    fresh.set_max_idle(keep);
+    return fresh;
   }
 }
 
@@ -302,7 +320,8 @@ void ServerConnection::Release() {
     return;
   }
   KeepIdleConnection(reuse_key_,
-                     IdleConnection{std::move(socket_), server_pid_, idle_limit_});
+                     IdleConnection{std::move(socket_), server_pid_, idle_limit_},
+                     max_idle_);
 }
 
 absl::StatusOr<ServerReply> ServerConnection::Receive(absl::Time deadline) {
@@ -391,6 +410,8 @@ absl::StatusOr<ForkServerInfo> GetForkServerInfo() {
   info.warm_pids.assign(status.warm_pids().begin(), status.warm_pids().end());
   return info;
 }
+
+void CloseIdleConnections() { internal::DropAllIdleConnections(); }
 
 absl::Status StopForkServer(absl::Duration timeout) {
   absl::MutexLock lock(&client_mutex);

@@ -9,8 +9,12 @@
 // dies, requests in flight fail with UNAVAILABLE (a request has its
 // connection to itself until its last reply, so a dead server is an EOF,
 // never a hang) and the next request launches a new one. (Connections to
-// a daemon, RemoteCommand's, are reused between requests:
-// ReuseOrConnectToSocket below.) A forked child of the application does not
+// A connection whose request is done (its exit notice or status reply was
+// read) is kept for the next request, up to
+// ForkServerOptions::idle_connections of them, so that a request costs one
+// round trip on an authenticated connection instead of connect, peer check
+// and hello (lib/client/connection_cache.h; daemons' connections the same
+// way: ReuseOrConnectToSocket below.) A forked child of the application does not
 // share its parent's server: it launches its own when it needs one (as
 // CPython's forkserver does).
 
@@ -53,6 +57,15 @@ struct ForkServerOptions {
   // shares the server's pages) and two of the server's descriptors. 0:
   // every worker is forked on request. At most 64.
   int warm_workers = 2;
+  // Connections to the server kept open between requests, so that the
+  // next Process or Pool worker start (or status request) skips connect,
+  // the peer check and the hello. Each is one descriptor of this process
+  // (O_CLOEXEC, above 2), closed once idle for half of request_timeout, by
+  // StopForkServer() and by CloseIdleConnections(); one a forked child
+  // inherits is never used by it. 0: a connection per request, so that
+  // nothing of a Process or Pool stays open once it is joined. At most
+  // internal::kMaxIdlePerServer (8). Read at each request.
+  int idle_connections = 4;
 };
 
 // Options for the next launch (a running server keeps its own).
@@ -90,6 +103,13 @@ absl::StatusOr<ForkServerInfo> GetForkServerInfo();
 // did not; then it is killed.
 absl::Status StopForkServer(absl::Duration timeout = absl::Seconds(5));
 
+// Closes every connection this process keeps idle for reuse: to its fork
+// server (ForkServerOptions::idle_connections) and to daemons
+// (RemoteCommand). The next request connects afresh. For a caller that
+// wants its descriptor table back to what it was before it used the
+// server.
+void CloseIdleConnections();
+
 namespace internal {
 
 // A connection to a live server (launched or relaunched first when
@@ -113,6 +133,9 @@ class ServerConnection {
   // One taken from the idle set: no hello to answer.
   static ServerConnection Reused(std::string reuse_key,
                                  IdleConnection idle);
+  // Release() keeps at most this many idle for its server (default
+  // kMaxIdlePerServer).
+  void set_max_idle(int max_idle) { max_idle_ = max_idle; }
 
   // Sends `request` with `fds`, checks the server's hello reply (on a
   // fresh connection), and returns its reply to `request`. Errors:
@@ -125,7 +148,6 @@ class ServerConnection {
   bool valid() const { return socket_.valid(); }
   int socket() const { return socket_.get(); }
   // 0 until known (a server we did not launch tells it in its hello).
-  UniqueFd TakeSocket() { return std::move(socket_); }
   pid_t server_pid() const { return server_pid_; }
   // The request's last reply has been read (its exit notice, a status
   // reply): the connection goes back to the idle set when the server
@@ -142,10 +164,13 @@ class ServerConnection {
   // The server agreed to keep it alive; how long it may idle here.
   bool reusable_ = false;
   absl::Duration idle_limit_;
+  int max_idle_ = kMaxIdlePerServer;
 };
 
-// A fresh connection to this process's fork server (launched or
-// relaunched first when needed), its hello sent; one per request.
+// A connection to this process's fork server (launched or relaunched
+// first when needed): an idle one when ForkServerOptions::idle_connections
+// allows and one is kept, else a fresh one, its hello sent (asking for
+// keep_alive when connections are kept).
 absl::StatusOr<ServerConnection> ConnectToForkServer();
 
 // A fresh connection to the fork server listening at `socket_path` (one

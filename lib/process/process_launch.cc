@@ -262,10 +262,10 @@ absl::StatusOr<std::unique_ptr<ChildHandle>> LaunchWithForkServer(
     return absl::InternalError(
         "fork server's spawn reply carried no pid and pidfd");
   }
-  const pid_t server_pid = connection.server_pid();
+  // The child's handle reads its exit notice on this connection, then
+  // releases it for the next request.
   return MakeServerChild(reply->message.spawned().pid(),
-                         std::move(reply->fds[0]), connection.TakeSocket(),
-                         server_pid);
+                         std::move(reply->fds[0]), std::move(connection));
 }
 
 }  // namespace
