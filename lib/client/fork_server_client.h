@@ -8,15 +8,18 @@
 // server mode; forkserver::Init() must have been called in main(). If it
 // dies, requests in flight fail with UNAVAILABLE (a request has its
 // connection to itself until its last reply, so a dead server is an EOF,
-// never a hang) and the next request launches a new one. (Connections to
+// never a hang) and the next request launches a new one.
+//
 // A connection whose request is done (its exit notice or status reply was
 // read) is kept for the next request, up to
 // ForkServerOptions::idle_connections of them, so that a request costs one
 // round trip on an authenticated connection instead of connect, peer check
-// and hello (lib/client/connection_cache.h; daemons' connections the same
-// way: ReuseOrConnectToSocket below.) A forked child of the application does not
-// share its parent's server: it launches its own when it needs one (as
-// CPython's forkserver does).
+// and hello (lib/client/connection_cache.h; daemons' connections are kept
+// the same way: ReuseOrConnectToSocket below). A kept connection whose
+// server died shows EOF and is dropped, so the request relaunches as
+// without it; a server dying once a request is sent fails that request. A forked child of the
+// application does not share its parent's server: it launches its own when
+// it needs one (as CPython's forkserver does).
 
 #ifndef FORKSERVER_LIB_CLIENT_FORK_SERVER_CLIENT_H_
 #define FORKSERVER_LIB_CLIENT_FORK_SERVER_CLIENT_H_

@@ -207,6 +207,32 @@ TEST(ForkServerTest, ServerDeathFailsRequestsInFlightAndRelaunches) {
   EXPECT_NE(after->pid, before->pid);
 }
 
+// A server that died between requests leaves kept connections behind: the
+// next request must not fail on one of them, but relaunch and succeed.
+TEST(ForkServerTest, KeptConnectionsToADeadServerAreNotUsed) {
+  absl::StatusOr<ForkServerInfo> before = GetForkServerInfo();
+  ASSERT_OK(before.status());
+  std::vector<Process> workers;
+  for (int i = 0; i < 3; ++i) {
+    workers.emplace_back("QuickExit", "", ForkServerOptionsFor());
+    ASSERT_OK(workers.back().Start());
+  }
+  for (Process& worker : workers) ASSERT_OK(worker.Join());
+  ASSERT_GE(internal::IdleConnectionCount(), 3);
+  UniqueFd server(PidfdOpen(before->pid));
+  ASSERT_TRUE(server.valid());
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, server.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(BecomesReadable(server.get(), absl::Seconds(10)));
+
+  Process next("QuickExit", "", ForkServerOptionsFor());
+  ASSERT_OK(next.Start());
+  ASSERT_OK(next.Join());
+  EXPECT_EQ(next.exitcode(), 0);
+  absl::StatusOr<ForkServerInfo> after = GetForkServerInfo();
+  ASSERT_OK(after.status());
+  EXPECT_NE(after->pid, before->pid);
+}
+
 TEST(ForkServerTest, SigtermShutsDownGracefully) {
   absl::StatusOr<ForkServerInfo> info = GetForkServerInfo();
   ASSERT_OK(info.status());

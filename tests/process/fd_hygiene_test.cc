@@ -125,5 +125,78 @@ TEST(ClientFdTest, ClientTableDoesNotDriftOnSuccessOrFailure) {
   EXPECT_EQ(testing::OpenFds(::getpid()), before);
 }
 
+// Sequential starts reuse one kept connection: the server accepts none.
+TEST(ClientConnectionTest, SequentialStartsReuseOneConnection) {
+  CloseIdleConnections();
+  ASSERT_OK(GetForkServerInfo().status());  // Leaves one connection kept.
+  absl::StatusOr<ForkServerInfo> before = GetForkServerInfo();
+  ASSERT_OK(before.status());
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  for (int i = 0; i < 20; ++i) {
+    Process process("Noop", "", options);
+    ASSERT_OK(process.Start());
+    ASSERT_OK(process.Join());
+  }
+  absl::StatusOr<ForkServerInfo> after = GetForkServerInfo();
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->pid, before->pid);
+  EXPECT_EQ(after->accepted_total, before->accepted_total);
+  EXPECT_EQ(internal::IdleConnectionCount(), 1);
+}
+
+// Concurrent workers each need a connection until their exit notice; once
+// joined, at most idle_connections of them stay, and CloseIdleConnections
+// gives the table back.
+TEST(ClientConnectionTest, KeptConnectionsAreBoundedAndClosable) {
+  ASSERT_OK(GetForkServerInfo().status());
+  CloseIdleConnections();
+  const std::vector<int> before = testing::OpenFds(::getpid());
+  const int keep = GetForkServerOptions().idle_connections;
+  ASSERT_GT(keep, 0);
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  std::vector<Process> processes;
+  for (int i = 0; i < keep + 3; ++i) {
+    processes.emplace_back("Noop", "", options);
+    ASSERT_OK(processes.back().Start());
+  }
+  for (Process& process : processes) ASSERT_OK(process.Join());
+  processes.clear();
+  EXPECT_EQ(internal::IdleConnectionCount(), keep);
+  EXPECT_EQ(testing::OpenFds(::getpid()).size(), before.size() + keep);
+  CloseIdleConnections();
+  EXPECT_EQ(internal::IdleConnectionCount(), 0);
+  EXPECT_EQ(testing::OpenFds(::getpid()), before);
+}
+
+// idle_connections = 0: a connection per request, nothing stays open.
+TEST(ClientConnectionTest, ZeroIdleConnectionsKeepsNothingOpen) {
+  const ForkServerOptions saved = GetForkServerOptions();
+  ForkServerOptions none = saved;
+  none.idle_connections = 0;
+  SetForkServerOptions(none);
+  ASSERT_OK(GetForkServerInfo().status());
+  CloseIdleConnections();
+  const std::vector<int> before = testing::OpenFds(::getpid());
+  absl::StatusOr<ForkServerInfo> first = GetForkServerInfo();
+  ASSERT_OK(first.status());
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  constexpr int kStarts = 10;
+  for (int i = 0; i < kStarts; ++i) {
+    Process process("Noop", "", options);
+    ASSERT_OK(process.Start());
+    ASSERT_OK(process.Join());
+  }
+  EXPECT_EQ(testing::OpenFds(::getpid()), before);
+  EXPECT_EQ(internal::IdleConnectionCount(), 0);
+  absl::StatusOr<ForkServerInfo> last = GetForkServerInfo();
+  ASSERT_OK(last.status());
+  // Each start, and the second status request, was a connection of its own.
+  EXPECT_EQ(last->accepted_total - first->accepted_total, kStarts + 1);
+  SetForkServerOptions(saved);
+}
+
 }  // namespace
 }  // namespace forkserver
