@@ -11,6 +11,8 @@
 //     timing), and the share a warm worker served is reported;
 //   - start + join p50 of a no-op worker, against raw fork()+_exit+waitpid
 //     of this binary in the same run;
+//   - beside both, the floor of any server with warm workers: the same two
+//     journeys through bare relay processes (relay_floor.h);
 //   - fresh-worker throughput: 2 threads starting and joining no-op
 //     workers back to back, workers per second;
 //   - an idle warm worker's private dirty memory (smaps_rollup), beside
@@ -41,6 +43,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "lib/forkserver.h"
+#include "tests/bench/relay_floor.h"
 #include "tests/bench/warm_server.h"
 #include "tools/latency_stats.h"
 
@@ -237,8 +240,16 @@ int Main(int argc, char** argv) {
   const absl::Duration budget = absl::Seconds(seconds);
   std::vector<Row> rows;
 
-  // Raw fork of this binary, the baseline of start + join.
+  // Raw fork of this binary, the baseline of start + join, and the floors.
   const absl::Duration raw_p50 = Quantile(RawForkWaitpid(budget), 0.5);
+  const std::vector<absl::Duration> floor_running =
+      bench::RelayRequestToRunning(budget);
+  const std::vector<absl::Duration> floor_start_join =
+      bench::RelayStartJoin(budget);
+  if (floor_running.empty() || floor_start_join.empty()) return 1;
+  auto floor = [](const std::vector<absl::Duration>& sample, double q) {
+    return absl::StrCat(Micros(Quantile(sample, q)), " relay floor");
+  };
 
   if (!bench::UseWarmWorkers(2)) return 1;
   const Latencies warm_running = RequestToRunning(budget, true);
@@ -271,10 +282,12 @@ int Main(int argc, char** argv) {
 
   rows.push_back({"request to running p50 (us)",
                   Micros(Quantile(warm_running.sample, 0.5)),
-                  Micros(Quantile(cold_running.sample, 0.5)), "", "<= 25"});
+                  Micros(Quantile(cold_running.sample, 0.5)),
+                  floor(floor_running, 0.5), "<= 25"});
   rows.push_back({"request to running p99 (us)",
                   Micros(Quantile(warm_running.sample, 0.99)),
-                  Micros(Quantile(cold_running.sample, 0.99)), "", "<= 150"});
+                  Micros(Quantile(cold_running.sample, 0.99)),
+                  floor(floor_running, 0.99), "<= 150"});
   rows.push_back({"  share served warm",
                   absl::StrFormat("%.2f", warm_running.warm_share),
                   absl::StrFormat("%.2f", cold_running.warm_share), "", ""});
@@ -283,6 +296,11 @@ int Main(int argc, char** argv) {
   rows.push_back({"start + join p50 (us), back to back", Micros(warm_p50),
                   Micros(cold_p50),
                   absl::StrCat(Micros(raw_p50), " raw fork+waitpid"), ""});
+  const absl::Duration floor_p50 = Quantile(floor_start_join, 0.5);
+  rows.push_back({"  floor: warm start + join through a bare relay",
+                  absl::StrFormat("%.2fx the floor",
+                                  absl::FDivDuration(warm_p50, floor_p50)),
+                  "", absl::StrCat(Micros(floor_p50), " relay floor"), ""});
   rows.push_back(
       {"  vs raw fork+waitpid",
        absl::StrFormat("%.2fx", absl::FDivDuration(warm_p50, raw_p50)),
@@ -316,7 +334,9 @@ int Main(int argc, char** argv) {
           "One run, ", seconds, " s per case, load average ", LoadAverage(),
           " at the end; raw fork is this binary's, and nothing is preloaded "
           "for the latencies. Request to running: Process::Start to the entry's first "
-          "line; warm samples taken with the pool full. Start + join and "
+          "line; warm samples taken with the pool full. Relay floor: the same "
+          "journey through bare processes and raw syscalls (client, relay, "
+          "pre-forked worker; tests/bench/relay_floor.h), no protocol. Start + join and "
           "throughput run back to back: the pool refills only when the "
           "server is idle, so the share served warm is shown.")),
       "}\n");
