@@ -31,6 +31,7 @@ struct ServeFlags {
   int ready_fd = -1;
   int lock_fd = -1;
   bool remove_socket_directory = false;
+  bool unset_bind_now = false;
   int warm_workers = 0;
 };
 
@@ -60,6 +61,8 @@ ServeFlags ParseFlags(int argc, char** argv) {
       }
     } else if (arg == "--remove-socket-directory") {
       flags.remove_socket_directory = true;
+    } else if (arg == kUnsetBindNowFlag) {
+      flags.unset_bind_now = true;
     } else {
       Die(absl::StrCat("unknown server flag '", arg, "'"));
     }
@@ -109,6 +112,8 @@ void CloseInheritedFds(std::vector<int> keep) {
 
 void ServerMain(int argc, char** argv) {
   const ServeFlags flags = ParseFlags(argc, argv);
+  // The dynamic linker has read it already; nobody after it should.
+  if (flags.unset_bind_now) ::unsetenv("LD_BIND_NOW");
   CloseInheritedFds({flags.alive_fd, flags.ready_fd, flags.lock_fd});
   ::fcntl(flags.alive_fd, F_SETFD, FD_CLOEXEC);
   ::fcntl(flags.ready_fd, F_SETFD, FD_CLOEXEC);

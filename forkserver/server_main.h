@@ -3,12 +3,17 @@
 // Server mode of an application binary. The client library launches
 //
 //   <app> --forkserver-serve --socket=PATH --alive-fd=N --ready-fd=M
-//         [--lock-fd=L] [--remove-socket-directory]
-//         [-- <the application's argv>]
+//         [--lock-fd=L] [--remove-socket-directory] [--warm-workers=K]
+//         [--unset-ld-bind-now] [-- <the application's argv>]
 //
 // L, when given, is the socket's lock (forkserver/listener.h), taken by the
 // launcher so that no reclaimer mistakes the new directory for a dead
 // server's; the server keeps it for its life.
+//
+// --unset-ld-bind-now: the launcher set LD_BIND_NOW=1 (so that the dynamic
+// linker bound every symbol once, here, not in every worker); it is removed
+// from the environment first thing, so that preloads and workers see the
+// application's environment unchanged.
 //
 // and forkserver::Init() hands such an argv to ServerMain(), which:
 //   1. closes every descriptor but 0, 1, 2 and those given (whatever the
@@ -26,6 +31,7 @@
 namespace forkserver {
 
 inline constexpr char kServeFlag[] = "--forkserver-serve";
+inline constexpr char kUnsetBindNowFlag[] = "--unset-ld-bind-now";
 
 // Exit code of a server that could not start (preload or listen failed).
 inline constexpr int kServerStartFailedExitCode = 3;

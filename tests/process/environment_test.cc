@@ -2,6 +2,8 @@
 // execv-mode variables), and the application's arguments in every role.
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,8 @@ namespace forkserver {
 namespace {
 
 using ::forkserver::testing::MakePipe;
+using ::testing::Contains;
+using ::testing::Not;
 using ::forkserver::testing::ReadUntilEof;
 
 std::string Variable(const char* name) {
@@ -29,6 +33,30 @@ FORKSERVER_ENTRY(ReportEnvironment, absl::string_view) {
       "\n", Variable("MULTIPROCESSING_FORKING_DISABLE"), "\n",
       absl::StrJoin(MainArgs(), " "), "\n", MainExecutablePath());
   return testing::WriteAll(3, report) ? 0 : 1;
+}
+
+FORKSERVER_ENTRY(ReportBindNow, absl::string_view) {
+  return testing::WriteAll(3, Variable("LD_BIND_NOW")) ? 0 : 1;
+}
+
+std::string BindNowOfAWorker() {
+  auto [read_end, write_end] = MakePipe();
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  options.fds = {{write_end.get(), 3}};
+  Process process("ReportBindNow", "", options);
+  EXPECT_OK(process.Start());
+  write_end.reset();
+  std::string value = ReadUntilEof(read_end.get());
+  EXPECT_OK(process.Join());
+  return value;
+}
+
+std::vector<std::string> ExecEnvironmentOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/environ"));
+  std::string block((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
+  return absl::StrSplit(block, '\0', absl::SkipEmpty());
 }
 
 std::vector<std::string> RunReport(StartMethod method) {
@@ -77,6 +105,32 @@ TEST(EnvironmentTest, InheritedValuesAreReplacedNotDuplicated) {
   ASSERT_EQ(report.size(), 5u);
   EXPECT_EQ(report[0], "1");
   EXPECT_EQ(report[1], MainExecutablePath());
+}
+
+// The server is exec'd with LD_BIND_NOW=1, so that symbols are bound once
+// in it rather than in every worker; it removes the variable before its
+// preloads, so workers see the application's environment. An application
+// that sets LD_BIND_NOW itself keeps its value everywhere.
+TEST(EnvironmentTest, ServerBindsSymbolsOnceWorkersSeeTheApplicationsValue) {
+  if (std::getenv("LD_BIND_NOW") != nullptr) {
+    GTEST_SKIP() << "LD_BIND_NOW is set in the test's environment";
+  }
+  ASSERT_OK(StopForkServer());
+  absl::StatusOr<ForkServerInfo> info = GetForkServerInfo();
+  ASSERT_OK(info.status());
+  EXPECT_THAT(ExecEnvironmentOf(info->pid), Contains("LD_BIND_NOW=1"));
+  EXPECT_EQ(BindNowOfAWorker(), "<unset>");
+
+  ASSERT_OK(StopForkServer());
+  ::setenv("LD_BIND_NOW", "yes", 1);
+  info = GetForkServerInfo();
+  const std::string seen = BindNowOfAWorker();
+  ::unsetenv("LD_BIND_NOW");
+  ASSERT_OK(info.status());
+  EXPECT_THAT(ExecEnvironmentOf(info->pid), Contains("LD_BIND_NOW=yes"));
+  EXPECT_THAT(ExecEnvironmentOf(info->pid), Not(Contains("LD_BIND_NOW=1")));
+  EXPECT_EQ(seen, "yes");
+  ASSERT_OK(StopForkServer());
 }
 
 }  // namespace
