@@ -60,8 +60,16 @@ void ExpectPoolInvariants(std::unique_ptr<Pool> pool) {
     EXPECT_TRUE(zombies.empty()) << "zombies under " << parent << ": "
                                  << absl::StrJoin(zombies, " ");
   }
-  // The fork server's own descriptors: a status connection only.
-  absl::StatusOr<ForkServerInfo> again = GetForkServerInfo();
+  // The fork server's own descriptors: a status connection only, once the
+  // connections this client kept for reuse are closed (the server sees
+  // their EOF on its next turn).
+  CloseIdleConnections();
+  absl::StatusOr<ForkServerInfo> again;
+  testing::Eventually([&] {
+    again = GetForkServerInfo();
+    CloseIdleConnections();  // The status request's own, kept again.
+    return !again.ok() || again->open_connections == 1;
+  });
   ASSERT_OK(again.status());
   EXPECT_EQ(again->live_children, 0);
   EXPECT_EQ(again->open_connections, 1);  // This status request.
