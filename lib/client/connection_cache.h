@@ -9,14 +9,14 @@
 //
 // A connection is kept only between requests: after its last reply was
 // read (an exit notice, a status reply; an error reply closes it), and
-// only when the server agreed
-// to keep it alive (Hello.keep_alive). It is handed out again only if it
-// is still quiet (nothing to read: a server that died or closed it shows
-// EOF) and younger than its idle limit (half the server's idle timeout,
-// so the server never closes one under a request). At most
-// `max_idle` (at most kMaxIdlePerServer) are kept per server; shared by every thread, guarded
-// by a mutex; a forked child of the process drops its parent's (the
-// socket is shared with the parent) and starts afresh.
+// only when the server agreed to keep it alive (Hello.keep_alive). It is
+// handed out again only if it is still quiet (nothing to read: a server
+// that died or closed it shows EOF) and younger than its idle limit (half
+// the server's idle timeout, so the server never closes one under a
+// request). At most `max_idle` (itself at most kMaxIdlePerServer) are kept
+// per server; shared by every thread, guarded by a mutex; a forked child
+// of the process drops its parent's (the socket is shared with the
+// parent) and starts afresh.
 // Internal to lib/client.
 
 #ifndef FORKSERVER_LIB_CLIENT_CONNECTION_CACHE_H_
