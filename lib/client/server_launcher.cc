@@ -119,7 +119,7 @@ absl::Status LaunchedServer::Exec(const LaunchOptions& options, int alive_fd,
     // The dynamic linker resolves every symbol once, in the server, instead
     // of in each forked worker on its first call through each PLT slot
     // (fork does not share the lookups a child makes; measured: about 20
-    // page faults and 100 us of a warm worker's start + join). The server
+    // page faults and 50-100 us of a warm worker's start + join). The server
     // removes the variable before its preloads (--unset-ld-bind-now), so
     // that neither they nor its workers see it.
     env.emplace_back("LD_BIND_NOW=1");
