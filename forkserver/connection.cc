@@ -1,5 +1,6 @@
 #include "forkserver/connection.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -332,6 +333,15 @@ absl::Time ConnectionTable::NextDeadline() const {
   return next;
 }
 
+namespace {
+
+bool HasPendingInput(int fd) {
+  pollfd pfd{fd, POLLIN, 0};
+  return ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0;
+}
+
+}  // namespace
+
 void ConnectionTable::DropIdle() {
   const absl::Time now = MonotonicNow();
   std::vector<int> idle, lingered;
@@ -345,6 +355,11 @@ void ConnectionTable::DropIdle() {
     if (connections_.at(fd).served > 0) {
       // A kept-alive connection idle between requests: nothing was
       // wrong, the client just has nothing to send. Its EOF tells it.
+      // Unless a request came in since the loop last looked: the client's
+      // clock for a kept connection starts when it reads its last reply,
+      // ours when we sent it, so it may reuse one at our deadline; that
+      // request is served (its packet would be thrown away with it).
+      if (HasPendingInput(fd)) continue;
       Close(fd);
       continue;
     }

@@ -10,10 +10,11 @@
 // launcher so that no reclaimer mistakes the new directory for a dead
 // server's; the server keeps it for its life.
 //
-// --unset-ld-bind-now: the launcher set LD_BIND_NOW=1 (so that the dynamic
-// linker bound every symbol once, here, not in every worker); it is removed
-// from the environment first thing, so that preloads and workers see the
-// application's environment unchanged.
+// --unset-ld-bind-now: the launcher set LD_BIND_NOW=1
+// (ForkServerOptions::bind_symbols_at_launch: the dynamic linker bound
+// every symbol once, here, not in every worker); it is removed from the
+// environment first thing, so that getenv in preloads and workers, and
+// the environments they pass on, are the application's.
 //
 // and forkserver::Init() hands such an argv to ServerMain(), which:
 //   1. closes every descriptor but 0, 1, 2 and those given (whatever the

@@ -34,8 +34,14 @@ Cache& TheCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_mutex) {
   static Cache* cache = new Cache;  // Lives for the process.
   const pid_t self = ::getpid();
   if (cache->owner != self) {
-    // Our copies of the parent's sockets: closing them leaves the
-    // parent's connections alone.
+    // The parent's sockets, by number: forgotten, never closed. A child
+    // started with the "fork" method closed them in its setup and may have
+    // opened its own files under those numbers since; closing them would
+    // close the child's (a child that kept them holds O_CLOEXEC copies,
+    // which its exec drops).
+    for (auto& [path, kept] : cache->idle) {
+      for (Kept& k : kept) (void)k.connection.socket.release();
+    }
     cache->idle.clear();
     cache->owner = self;
   }

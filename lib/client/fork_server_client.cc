@@ -91,6 +91,7 @@ absl::Status EnsureServer(ClientState& state)
   launch.start_timeout = state.options.start_timeout;
   launch.application_args = MainArgs();
   launch.warm_workers = std::clamp(state.options.warm_workers, 0, 64);
+  launch.bind_now = state.options.bind_symbols_at_launch;
   ASSIGN_OR_RETURN(state.server, LaunchedServer::Launch(launch));
   state.owner = ::getpid();
   return absl::OkStatus();
@@ -233,6 +234,9 @@ absl::StatusOr<ServerConnection> ConnectToForkServer() {
       timeout = state.options.request_timeout;
       keep = std::clamp(state.options.idle_connections, 0, kMaxIdlePerServer);
     }
+    // Turned off since some were kept: they go now, not at some later
+    // sweep (a lowered, non-zero limit trims as they are released).
+    if (keep == 0) internal::DropIdleConnections(path);
     if (keep > 0) {
       // Quiet (no EOF: the server is alive and has not closed it) and
       // young enough; the peer was checked when it was made. A server

@@ -63,12 +63,25 @@ struct ForkServerOptions {
   // Connections to the server kept open between requests, so that the
   // next Process or Pool worker start (or status request) skips connect,
   // the peer check and the hello. Each is one descriptor of this process
-  // (O_CLOEXEC, above 2), closed once idle for half of request_timeout, by
-  // StopForkServer() and by CloseIdleConnections(); one a forked child
-  // inherits is never used by it. 0: a connection per request, so that
-  // nothing of a Process or Pool stays open once it is joined. At most
+  // (O_CLOEXEC, above 2). One idle for more than half the server's idle
+  // timeout (5 s) is not reused, and is closed at the next request; all
+  // are closed by StopForkServer() and CloseIdleConnections(). A forked
+  // child never uses (nor closes) the ones it inherits. 0: a connection
+  // per request, so that nothing of a Process or Pool stays open once it
+  // is joined (any kept before are closed at the next request). At most
   // internal::kMaxIdlePerServer (8). Read at each request.
   int idle_connections = 4;
+  // Exec the server with LD_BIND_NOW=1 (unless the application set
+  // LD_BIND_NOW itself), so that the dynamic linker binds every symbol
+  // once, in the server, instead of in each worker on its first call
+  // through each lazily bound slot (measured: about 20 page faults and
+  // 50-100 us of every warm worker's start + join). The server removes the
+  // variable from its environment before its preloads, but the binding
+  // mode stays for its life and its workers': a dlopen(RTLD_LAZY) of a
+  // library with unresolved symbols then fails in preloads and workers as
+  // RTLD_NOW would, and /proc/PID/environ of the server and its workers
+  // still shows the variable. Off by default for that reason.
+  bool bind_symbols_at_launch = false;
 };
 
 // Options for the next launch (a running server keeps its own).

@@ -115,13 +115,13 @@ absl::Status LaunchedServer::Exec(const LaunchOptions& options, int alive_fd,
     env.emplace_back(*entry);
     bind_now_set = bind_now_set || absl::StartsWith(*entry, "LD_BIND_NOW=");
   }
-  if (!bind_now_set) {
+  if (options.bind_now && !bind_now_set) {
     // The dynamic linker resolves every symbol once, in the server, instead
     // of in each forked worker on its first call through each PLT slot
-    // (fork does not share the lookups a child makes; measured: about 20
-    // page faults and 50-100 us of a warm worker's start + join). The server
-    // removes the variable before its preloads (--unset-ld-bind-now), so
-    // that neither they nor its workers see it.
+    // (fork does not share the lookups a child makes). The server removes
+    // the variable before its preloads (--unset-ld-bind-now), so that
+    // their getenv and their children's environments are the
+    // application's; the binding mode itself stays (fork_server_client.h).
     env.emplace_back("LD_BIND_NOW=1");
     args.insert(args.end() - 1, kUnsetBindNowFlag);
   }

@@ -40,6 +40,8 @@ struct LaunchOptions {
   std::string executable = "/proc/self/exe";
   // The server's --warm-workers (forkserver/server.h, warm_workers).
   int warm_workers = 0;
+  // ForkServerOptions::bind_symbols_at_launch.
+  bool bind_now = false;
 };
 
 class LaunchedServer {

@@ -354,5 +354,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", init.ToString().c_str());
     return 1;
   }
+  // As a latency-minded deployment would run (fork_server_client.h).
+  forkserver::ForkServerOptions options = forkserver::GetForkServerOptions();
+  options.bind_symbols_at_launch = true;
+  forkserver::SetForkServerOptions(options);
   return forkserver::Main(argc, argv);
 }

@@ -384,8 +384,10 @@ TEST(ForkServerTest, MalformedPacketsCloseOnlyThatConnection) {
     after = GetForkServerInfo();
     return after.ok() && after->open_fds == baseline->open_fds &&
            after->open_connections == 1;
-  })) << "server fds " << after->open_fds << " (baseline "
-      << baseline->open_fds << "), connections " << after->open_connections;
+  })) << (after.ok() ? absl::StrCat("server fds ", after->open_fds, " (baseline ",
+                                     baseline->open_fds, "), connections ",
+                                     after->open_connections)
+                      : after.status().ToString());
   ASSERT_OK(after.status());
   EXPECT_EQ(after->pid, baseline->pid);
   EXPECT_EQ(after->rejected_total - baseline->rejected_total,

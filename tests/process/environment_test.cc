@@ -6,6 +6,7 @@
 #include <iterator>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -107,15 +108,50 @@ TEST(EnvironmentTest, InheritedValuesAreReplacedNotDuplicated) {
   EXPECT_EQ(report[1], MainExecutablePath());
 }
 
-// The server is exec'd with LD_BIND_NOW=1, so that symbols are bound once
-// in it rather than in every worker; it removes the variable before its
-// preloads, so workers see the application's environment. An application
-// that sets LD_BIND_NOW itself keeps its value everywhere.
-TEST(EnvironmentTest, ServerBindsSymbolsOnceWorkersSeeTheApplicationsValue) {
+// Sets ForkServerOptions::bind_symbols_at_launch for its lifetime (the
+// next launch), and stops the server on both ends.
+class BindNowOption {
+ public:
+  explicit BindNowOption(bool on) : saved_(GetForkServerOptions()) {
+    (void)StopForkServer();
+    ForkServerOptions options = saved_;
+    options.bind_symbols_at_launch = on;
+    SetForkServerOptions(options);
+  }
+  ~BindNowOption() {
+    (void)StopForkServer();
+    SetForkServerOptions(saved_);
+  }
+
+ private:
+  const ForkServerOptions saved_;
+};
+
+// By default the server is exec'd with the application's environment as it
+// is: no LD_BIND_NOW of ours (it would change dlopen(RTLD_LAZY) for the
+// server and its workers).
+TEST(EnvironmentTest, ByDefaultTheServerIsNotBoundNow) {
   if (std::getenv("LD_BIND_NOW") != nullptr) {
     GTEST_SKIP() << "LD_BIND_NOW is set in the test's environment";
   }
-  ASSERT_OK(StopForkServer());
+  BindNowOption off(false);
+  absl::StatusOr<ForkServerInfo> info = GetForkServerInfo();
+  ASSERT_OK(info.status());
+  for (const std::string& entry : ExecEnvironmentOf(info->pid)) {
+    EXPECT_FALSE(absl::StartsWith(entry, "LD_BIND_NOW=")) << entry;
+  }
+  EXPECT_EQ(BindNowOfAWorker(), "<unset>");
+}
+
+// bind_symbols_at_launch: the server is exec'd with LD_BIND_NOW=1 and
+// removes it before its preloads, so workers' getenv sees the
+// application's value; an application that sets LD_BIND_NOW itself keeps
+// its value everywhere.
+TEST(EnvironmentTest, BindSymbolsAtLaunchWorkersSeeTheApplicationsValue) {
+  if (std::getenv("LD_BIND_NOW") != nullptr) {
+    GTEST_SKIP() << "LD_BIND_NOW is set in the test's environment";
+  }
+  BindNowOption on(true);
   absl::StatusOr<ForkServerInfo> info = GetForkServerInfo();
   ASSERT_OK(info.status());
   EXPECT_THAT(ExecEnvironmentOf(info->pid), Contains("LD_BIND_NOW=1"));
@@ -130,7 +166,6 @@ TEST(EnvironmentTest, ServerBindsSymbolsOnceWorkersSeeTheApplicationsValue) {
   EXPECT_THAT(ExecEnvironmentOf(info->pid), Contains("LD_BIND_NOW=yes"));
   EXPECT_THAT(ExecEnvironmentOf(info->pid), Not(Contains("LD_BIND_NOW=1")));
   EXPECT_EQ(seen, "yes");
-  ASSERT_OK(StopForkServer());
 }
 
 }  // namespace

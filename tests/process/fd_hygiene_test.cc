@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -125,6 +126,17 @@ TEST(ClientFdTest, ClientTableDoesNotDriftOnSuccessOrFailure) {
   EXPECT_EQ(testing::OpenFds(::getpid()), before);
 }
 
+// Restores the fork server options when the test ends, whatever it asserted.
+class RestoreOptions {
+ public:
+  RestoreOptions() : saved_(GetForkServerOptions()) {}
+  ~RestoreOptions() { SetForkServerOptions(saved_); }
+  const ForkServerOptions& saved() const { return saved_; }
+
+ private:
+  const ForkServerOptions saved_;
+};
+
 // Sequential starts reuse one kept connection: the server accepts none.
 TEST(ClientConnectionTest, SequentialStartsReuseOneConnection) {
   CloseIdleConnections();
@@ -170,9 +182,90 @@ TEST(ClientConnectionTest, KeptConnectionsAreBoundedAndClosable) {
   EXPECT_EQ(testing::OpenFds(::getpid()), before);
 }
 
+// A child started with the "fork" method inherits the parent's cache of
+// kept connections by number, after its setup closed those descriptors:
+// when it reaches for a server of its own, the library must forget them,
+// not close whatever the child has opened under those numbers since.
+FORKSERVER_ENTRY(FillTableThenUseServer, absl::string_view) {
+  struct stat null_info;
+  if (::stat("/dev/null", &null_info) != 0) return 2;
+  constexpr int kLast = 64;
+  for (int fd = 4; fd <= kLast; ++fd) {
+    const int opened = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (opened < 0 || (opened != fd && ::dup3(opened, fd, O_CLOEXEC) != fd)) return 3;
+    if (opened != fd) ::close(opened);
+  }
+  if (!GetForkServerInfo().ok()) return 4;
+  std::string closed;
+  for (int fd = 4; fd <= kLast; ++fd) {
+    struct stat info;
+    if (::fstat(fd, &info) != 0 || info.st_rdev != null_info.st_rdev) {
+      absl::StrAppend(&closed, closed.empty() ? "" : ",", fd);
+    }
+  }
+  return testing::WriteAll(3, closed.empty() ? "intact" : "lost " + closed) ? 0 : 1;
+}
+
+TEST(ClientConnectionTest, AForkedChildNeverClosesItsParentsKeptNumbers) {
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  std::vector<Process> processes;
+  for (int i = 0; i < 3; ++i) {
+    processes.emplace_back("Noop", "", options);
+    ASSERT_OK(processes.back().Start());
+  }
+  for (Process& process : processes) ASSERT_OK(process.Join());
+  ASSERT_GT(internal::IdleConnectionCount(), 0);
+  auto [read_end, write_end] = MakePipe();
+  ProcessOptions fork_options;
+  fork_options.start_method = StartMethod::kFork;
+  fork_options.fds = {{write_end.get(), 3}};
+  Process child("FillTableThenUseServer", "", fork_options);
+  ASSERT_OK(child.Start());
+  write_end.reset();
+  EXPECT_EQ(ReadUntilEof(read_end.get()), "intact");
+  ASSERT_OK(child.Join());
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
+// Turning idle_connections down to 0 closes the ones kept before at the
+// next request.
+TEST(ClientConnectionTest, TurningKeptConnectionsOffClosesThem) {
+  const RestoreOptions restore;
+  const ForkServerOptions& saved = restore.saved();
+  ASSERT_OK(GetForkServerInfo().status());
+  CloseIdleConnections();
+  const std::vector<int> before = testing::OpenFds(::getpid());
+  ProcessOptions options;
+  options.start_method = StartMethod::kForkServer;
+  std::vector<Process> processes;
+  for (int i = 0; i < 3; ++i) {
+    processes.emplace_back("Noop", "", options);
+    ASSERT_OK(processes.back().Start());
+  }
+  for (Process& process : processes) ASSERT_OK(process.Join());
+  processes.clear();
+  EXPECT_GE(internal::IdleConnectionCount(), 3);
+  ForkServerOptions none = saved;
+  none.idle_connections = 0;
+  SetForkServerOptions(none);
+  absl::Status joined;
+  {
+    Process process("Noop", "", options);
+    joined = process.Start();
+    if (joined.ok()) joined = process.Join();
+  }  // Its pidfd closed.
+  const int kept = internal::IdleConnectionCount();
+  const std::vector<int> after = testing::OpenFds(::getpid());
+  ASSERT_OK(joined);
+  EXPECT_EQ(kept, 0);
+  EXPECT_EQ(after, before);
+}
+
 // idle_connections = 0: a connection per request, nothing stays open.
 TEST(ClientConnectionTest, ZeroIdleConnectionsKeepsNothingOpen) {
-  const ForkServerOptions saved = GetForkServerOptions();
+  const RestoreOptions restore;
+  const ForkServerOptions& saved = restore.saved();
   ForkServerOptions none = saved;
   none.idle_connections = 0;
   SetForkServerOptions(none);
@@ -195,8 +288,7 @@ TEST(ClientConnectionTest, ZeroIdleConnectionsKeepsNothingOpen) {
   ASSERT_OK(last.status());
   // Each start, and the second status request, was a connection of its own.
   EXPECT_EQ(last->accepted_total - first->accepted_total, kStarts + 1);
-  SetForkServerOptions(saved);
-}
+  }
 
 }  // namespace
 }  // namespace forkserver
