@@ -137,6 +137,20 @@ class RestoreOptions {
   const ForkServerOptions saved_;
 };
 
+// Starts `count` no-op workers together, then joins them all: each holds
+// a connection to the server until its exit notice.
+absl::Status RunConcurrently(int count, const ProcessOptions& options) {
+  std::vector<Process> processes;
+  for (int i = 0; i < count; ++i) {
+    processes.emplace_back("Noop", "", options);
+    if (absl::Status started = processes.back().Start(); !started.ok()) return started;
+  }
+  for (Process& process : processes) {
+    if (absl::Status joined = process.Join(); !joined.ok()) return joined;
+  }
+  return absl::OkStatus();
+}
+
 // Sequential starts reuse one kept connection: the server accepts none.
 TEST(ClientConnectionTest, SequentialStartsReuseOneConnection) {
   CloseIdleConnections();
@@ -168,13 +182,7 @@ TEST(ClientConnectionTest, KeptConnectionsAreBoundedAndClosable) {
   ASSERT_GT(keep, 0);
   ProcessOptions options;
   options.start_method = StartMethod::kForkServer;
-  std::vector<Process> processes;
-  for (int i = 0; i < keep + 3; ++i) {
-    processes.emplace_back("Noop", "", options);
-    ASSERT_OK(processes.back().Start());
-  }
-  for (Process& process : processes) ASSERT_OK(process.Join());
-  processes.clear();
+  ASSERT_OK(RunConcurrently(keep + 3, options));
   EXPECT_EQ(internal::IdleConnectionCount(), keep);
   EXPECT_EQ(testing::OpenFds(::getpid()).size(), before.size() + keep);
   CloseIdleConnections();
@@ -209,12 +217,7 @@ FORKSERVER_ENTRY(FillTableThenUseServer, absl::string_view) {
 TEST(ClientConnectionTest, AForkedChildNeverClosesItsParentsKeptNumbers) {
   ProcessOptions options;
   options.start_method = StartMethod::kForkServer;
-  std::vector<Process> processes;
-  for (int i = 0; i < 3; ++i) {
-    processes.emplace_back("Noop", "", options);
-    ASSERT_OK(processes.back().Start());
-  }
-  for (Process& process : processes) ASSERT_OK(process.Join());
+  ASSERT_OK(RunConcurrently(3, options));
   ASSERT_GT(internal::IdleConnectionCount(), 0);
   auto [read_end, write_end] = MakePipe();
   ProcessOptions fork_options;
@@ -238,13 +241,7 @@ TEST(ClientConnectionTest, TurningKeptConnectionsOffClosesThem) {
   const std::vector<int> before = testing::OpenFds(::getpid());
   ProcessOptions options;
   options.start_method = StartMethod::kForkServer;
-  std::vector<Process> processes;
-  for (int i = 0; i < 3; ++i) {
-    processes.emplace_back("Noop", "", options);
-    ASSERT_OK(processes.back().Start());
-  }
-  for (Process& process : processes) ASSERT_OK(process.Join());
-  processes.clear();
+  ASSERT_OK(RunConcurrently(3, options));
   EXPECT_GE(internal::IdleConnectionCount(), 3);
   ForkServerOptions none = saved;
   none.idle_connections = 0;
