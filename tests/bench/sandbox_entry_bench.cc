@@ -108,10 +108,14 @@ int Main(double seconds, const std::string& out) {
   no_view.set_name("bench-entry-no-view");
   no_view.clear_filesystem();
   no_view.mutable_namespaces()->set_mount(false);
-  std::vector<Case> cases = {{"plain forkserver start + join", std::nullopt, {}, {}},
-                             {"sandboxed entry start + join", *policy, {}, {}},
-                             {"sandboxed entry + reaping pid 1", with_init, {}, {}},
-                             {"sandboxed entry, no view (pid ns per child only)", no_view, {}, {}}};
+  std::vector<Case> cases(4);
+  cases[0].name = "plain forkserver start + join";
+  cases[1].name = "sandboxed entry start + join";
+  cases[1].policy = *policy;
+  cases[2].name = "sandboxed entry + reaping pid 1";
+  cases[2].policy = with_init;
+  cases[3].name = "sandboxed entry, no view (pid ns per child only)";
+  cases[3].policy = no_view;
   for (Case& c : cases) {  // The server's launch and the templates.
     if (absl::Status warm = StartJoin(c, /*sample=*/false); !warm.ok()) {
       std::fprintf(stderr, "%s: %s\n", c.name.c_str(), warm.ToString().c_str());
